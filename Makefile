@@ -1,0 +1,49 @@
+# kapauth — two commands for a newcomer: `make run` and `make test`.
+CARGO ?= cargo
+GNU_TARGET := x86_64-unknown-linux-gnu
+MUSL_TARGET := x86_64-unknown-linux-musl
+ADVISORY_DB ?= ../shared/advisory-db
+
+.PHONY: build run test lint static musl audit bench clean
+
+build:
+	$(CARGO) build --release --locked
+
+# The gateway on its embedded defaults: meta store under ./data, meta API on
+# 127.0.0.1:8091, gateway on 127.0.0.1:9092 in front of Kapacitor on 127.0.0.1:9093.
+run: build
+	./target/release/kapauth serve --config etc/kapauth.conf
+
+# Every test: unit tests beside the code, black-box tests in tests/ against the real binary.
+test:
+	$(CARGO) test --locked --all-targets
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# A statically linked release binary for the gnu target.
+static:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(GNU_TARGET)
+	@file target/$(GNU_TARGET)/release/kapauth
+
+musl:
+	@if rustup target list --installed 2>/dev/null | grep -qx '$(MUSL_TARGET)'; then \
+		$(CARGO) build --release --locked --target $(MUSL_TARGET) && file target/$(MUSL_TARGET)/release/kapauth; \
+	else \
+		echo "the $(MUSL_TARGET) target is not installed here; 'make static' builds a static gnu binary instead"; \
+	fi
+
+audit:
+	@if command -v cargo-audit >/dev/null 2>&1; then \
+		cargo audit --db $(ADVISORY_DB) --no-fetch --stale; \
+	else \
+		echo "cargo-audit is not installed; install it with 'cargo install cargo-audit --locked' and run 'make audit' again"; \
+	fi
+
+bench:
+	@echo "no benchmarks yet"
+
+clean:
+	$(CARGO) clean
+	rm -rf data

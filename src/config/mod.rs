@@ -1,0 +1,887 @@
+//! The configuration: every key kapauth reads, its default, and the validated `Config`
+//! that the rest of the program takes (SPEC §9). Settings are layered defaults < file <
+//! environment < flags; `file.rs` and `env.rs` turn each source into `Setting`s, this file
+//! checks them against the key table and builds the typed result. Pure: no I/O here.
+
+pub mod duration;
+pub mod env;
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::SecretText;
+use duration::{format_duration, parse_duration};
+
+/// The validated configuration. Every rule of SPEC §9 holds for a value of this type.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub http: Http,
+    pub auth: Auth,
+    pub gateway: Gateway,
+    pub meta: Meta,
+}
+
+/// `[http]`: Kapacitor's key names, so the block can be copied from a kapacitor.conf.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub bind_address: String,
+    pub auth_enabled: bool,
+    pub shared_secret: SecretText,
+    pub log_enabled: bool,
+}
+
+/// `[auth]`: Kapacitor's meta-authentication keys plus kapauth's `meta-timeout` and
+/// `resolve-roles`.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub enabled: bool,
+    pub cache_expiration: Duration,
+    pub bcrypt_cost: u32,
+    /// Trimmed; empty means the embedded meta store.
+    pub meta_addr: String,
+    pub meta_username: String,
+    pub meta_password: SecretText,
+    pub meta_internal_shared_secret: SecretText,
+    pub meta_tls: Option<MetaTls>,
+    pub meta_timeout: Duration,
+    pub resolve_roles: bool,
+}
+
+/// TLS towards the meta API, present when `meta-use-tls` is true.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaTls {
+    /// CA bundle to trust; `None` trusts the bundled web PKI roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain and its private key.
+    pub client_identity: Option<(PathBuf, PathBuf)>,
+    pub insecure_skip_verify: bool,
+}
+
+/// `[gateway]`: where allowed requests go and how many may be in flight.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// `http://host:port` or `https://host:port`, without a trailing slash.
+    pub upstream: String,
+    pub max_concurrent_requests: usize,
+    pub upstream_timeout: Duration,
+}
+
+/// `[meta]`: the meta server, run by `kapauth meta` or embedded in `serve`.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub bind_address: String,
+    pub dir: PathBuf,
+    pub bcrypt_cost: u32,
+    pub internal_shared_secret: SecretText,
+}
+
+impl Config {
+    /// Authentication applies only when both Kapacitor switches are on, as in Kapacitor.
+    pub fn auth_on(&self) -> bool {
+        self.http.auth_enabled && self.auth.enabled
+    }
+}
+
+/// Where a setting came from, so an error can point at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File { path: PathBuf, line: usize },
+    Env { name: String },
+    Flag,
+}
+
+/// A value as written, before it is checked against the key's kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    /// From the TOML file: already typed by the TOML grammar.
+    Toml(toml::Value),
+    /// From the environment or a flag: text to be read by the key's kind.
+    Text(String),
+}
+
+/// One value for one key from one source.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub section: String,
+    pub key: String,
+    pub value: RawValue,
+    pub origin: Origin,
+}
+
+/// The configuration could not be read or is not valid.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file is not TOML, or a section is not a table.
+    Syntax {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    /// A key that kapauth does not know inside a section it owns.
+    UnknownKey {
+        section: String,
+        key: String,
+        origin: Origin,
+    },
+    /// A value of the wrong TOML type, or text that is not of the key's kind.
+    Invalid {
+        section: &'static str,
+        key: &'static str,
+        shown: String,
+        origin: Origin,
+        problem: String,
+    },
+    /// A flag that is not `section.key=value`.
+    BadFlag { text: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                write!(f, "cannot read config file {}: {error}", path.display())
+            }
+            ConfigError::Syntax {
+                path,
+                line: Some(line),
+                message,
+            } => {
+                write!(f, "{} line {line}: {message}", path.display())
+            }
+            ConfigError::Syntax {
+                path,
+                line: None,
+                message,
+            } => {
+                write!(f, "{}: {message}", path.display())
+            }
+            ConfigError::UnknownKey {
+                section,
+                key,
+                origin,
+            } => {
+                let known: Vec<&str> = KEYS
+                    .iter()
+                    .filter(|spec| spec.section == section && spec.kind != Kind::Ignored)
+                    .map(|spec| spec.key)
+                    .collect();
+                write!(
+                    f,
+                    "unknown key [{section}] {key}{}; known keys: {}",
+                    origin_suffix(origin),
+                    known.join(", ")
+                )
+            }
+            ConfigError::Invalid {
+                section,
+                key,
+                shown,
+                origin,
+                problem,
+            } => {
+                write!(
+                    f,
+                    "[{section}] {key} = {shown}{} {problem}",
+                    origin_suffix(origin)
+                )
+            }
+            ConfigError::BadFlag { text } => write!(
+                f,
+                "--set {text:?} is not section.key=value; write e.g. --set http.bind-address=127.0.0.1:9092"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What a key holds; decides how its raw value is read and how it is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    /// An integer within the bounds.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Duration,
+    Text,
+    /// Text that is never printed or logged.
+    Secret,
+    /// A key of Kapacitor's own that kapauth accepts in a copied block and ignores.
+    Ignored,
+}
+
+/// One row of the key table.
+#[derive(Debug)]
+pub struct KeySpec {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub kind: Kind,
+    /// The default, written as it would be in the file; read by the same code as a file value.
+    pub default: &'static str,
+}
+
+const COST: Kind = Kind::Int { min: 4, max: 31 };
+
+/// Every key kapauth reads, in the order `check-config` prints them (SPEC §9).
+pub const KEYS: &[KeySpec] = &[
+    spec("http", "bind-address", Kind::Text, ":9092"),
+    // Auth is on by default (kapauth): turning it off is a warning at every start.
+    spec("http", "auth-enabled", Kind::Bool, "true"),
+    spec("http", "https-enabled", Kind::Bool, "false"),
+    spec("http", "https-certificate", Kind::Text, ""),
+    spec("http", "https-private-key", Kind::Text, ""),
+    spec("http", "shared-secret", Kind::Secret, ""),
+    spec("http", "log-enabled", Kind::Bool, "true"),
+    spec("http", "write-tracing", Kind::Ignored, ""),
+    spec("http", "pprof-enabled", Kind::Ignored, ""),
+    spec("http", "shutdown-timeout", Kind::Ignored, ""),
+    spec("http", "gzip", Kind::Ignored, ""),
+    spec("auth", "enabled", Kind::Bool, "true"),
+    spec("auth", "cache-expiration", Kind::Duration, "10m"),
+    spec("auth", "bcrypt-cost", COST, "10"),
+    spec("auth", "meta-addr", Kind::Text, ""),
+    spec("auth", "meta-username", Kind::Text, ""),
+    spec("auth", "meta-password", Kind::Secret, ""),
+    spec("auth", "meta-internal-shared-secret", Kind::Secret, ""),
+    spec("auth", "meta-use-tls", Kind::Bool, "false"),
+    spec("auth", "meta-ca", Kind::Text, ""),
+    spec("auth", "meta-cert", Kind::Text, ""),
+    spec("auth", "meta-key", Kind::Text, ""),
+    spec("auth", "meta-insecure-skip-verify", Kind::Bool, "false"),
+    spec("auth", "meta-timeout", Kind::Duration, "10s"),
+    spec("auth", "resolve-roles", Kind::Bool, "true"),
+    spec("gateway", "upstream", Kind::Text, "http://127.0.0.1:9093"),
+    spec(
+        "gateway",
+        "max-concurrent-requests",
+        Kind::Int {
+            min: 1,
+            max: 65_536,
+        },
+        "256",
+    ),
+    spec("gateway", "upstream-timeout", Kind::Duration, "60s"),
+    spec("meta", "bind-address", Kind::Text, "127.0.0.1:8091"),
+    spec("meta", "dir", Kind::Text, "/var/lib/kapauth/meta"),
+    spec("meta", "bcrypt-cost", COST, "10"),
+    spec("meta", "internal-shared-secret", Kind::Secret, ""),
+];
+
+/// The sections kapauth owns; every other section of a kapacitor.conf is ignored.
+pub const SECTIONS: &[&str] = &["http", "auth", "gateway", "meta"];
+
+/// The checked value of one key.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Bool(bool),
+    Int(i64),
+    Duration(Duration),
+    Text(String),
+    Ignored,
+}
+
+/// The effective value of every key with its origin, in table order.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    entries: Vec<(&'static KeySpec, Value, Origin)>,
+}
+
+/// Applies the settings over the defaults (later settings win) and checks each value
+/// against its key's kind.
+pub fn layer(settings: &[Setting]) -> Result<Effective, ConfigError> {
+    let mut values: BTreeMap<(&str, &str), (Value, Origin)> = BTreeMap::new();
+    for spec in KEYS {
+        let value = read_value(
+            spec,
+            &RawValue::Text(spec.default.to_string()),
+            &Origin::Default,
+        )?;
+        values.insert((spec.section, spec.key), (value, Origin::Default));
+    }
+    for setting in settings {
+        let spec = KEYS
+            .iter()
+            .find(|spec| spec.section == setting.section && spec.key == setting.key)
+            .ok_or_else(|| ConfigError::UnknownKey {
+                section: setting.section.clone(),
+                key: setting.key.clone(),
+                origin: setting.origin.clone(),
+            })?;
+        let value = read_value(spec, &setting.value, &setting.origin)?;
+        values.insert((spec.section, spec.key), (value, setting.origin.clone()));
+    }
+    let entries = KEYS
+        .iter()
+        .filter_map(|spec| {
+            let (value, origin) = values.remove(&(spec.section, spec.key))?;
+            Some((spec, value, origin))
+        })
+        .collect();
+    Ok(Effective { entries })
+}
+
+impl Effective {
+    /// Checks the rules that span keys and builds the typed configuration.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        let meta_tls = if self.bool("auth", "meta-use-tls") {
+            Some(MetaTls {
+                ca: self.path("auth", "meta-ca"),
+                client_identity: self.client_identity()?,
+                insecure_skip_verify: self.bool("auth", "meta-insecure-skip-verify"),
+            })
+        } else {
+            None
+        };
+        if self.bool("http", "https-enabled") {
+            return Err(self.invalid(
+                "http",
+                "https-enabled",
+                "is not supported by kapauth yet; terminate TLS in front of kapauth and set https-enabled = false",
+            ));
+        }
+        Ok(Config {
+            http: Http {
+                bind_address: self.bind_address("http", "bind-address")?,
+                auth_enabled: self.bool("http", "auth-enabled"),
+                shared_secret: self.secret("http", "shared-secret"),
+                log_enabled: self.bool("http", "log-enabled"),
+            },
+            auth: Auth {
+                enabled: self.bool("auth", "enabled"),
+                cache_expiration: self.duration("auth", "cache-expiration"),
+                bcrypt_cost: self.cost("auth", "bcrypt-cost"),
+                meta_addr: self.meta_addr()?,
+                meta_username: self.text("auth", "meta-username").to_string(),
+                meta_password: self.secret("auth", "meta-password"),
+                meta_internal_shared_secret: self.secret("auth", "meta-internal-shared-secret"),
+                meta_tls,
+                meta_timeout: self.positive_duration("auth", "meta-timeout")?,
+                resolve_roles: self.bool("auth", "resolve-roles"),
+            },
+            gateway: Gateway {
+                upstream: self.upstream()?,
+                max_concurrent_requests: self.int("gateway", "max-concurrent-requests") as usize,
+                upstream_timeout: self.positive_duration("gateway", "upstream-timeout")?,
+            },
+            meta: Meta {
+                bind_address: self.bind_address("meta", "bind-address")?,
+                dir: self.dir()?,
+                bcrypt_cost: self.cost("meta", "bcrypt-cost"),
+                internal_shared_secret: self.secret("meta", "internal-shared-secret"),
+            },
+        })
+    }
+
+    /// The effective configuration as TOML, each line commented with its origin; secrets
+    /// that are set print as `<redacted>`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut section = "";
+        for (spec, value, origin) in &self.entries {
+            if *value == Value::Ignored {
+                continue;
+            }
+            if spec.section != section {
+                if !section.is_empty() {
+                    out.push('\n');
+                }
+                section = spec.section;
+                out.push_str(&format!("[{section}]\n"));
+            }
+            let shown = match value {
+                Value::Text(text) if spec.kind == Kind::Secret && !text.is_empty() => {
+                    "\"<redacted>\"".to_string()
+                }
+                other => show(other),
+            };
+            let from = match origin {
+                Origin::Default => "default".to_string(),
+                Origin::File { path, line } => format!("{} line {line}", path.display()),
+                Origin::Env { name } => format!("from {name}"),
+                Origin::Flag => "from --set".to_string(),
+            };
+            out.push_str(&format!("  {} = {shown}  # {from}\n", spec.key));
+        }
+        out
+    }
+
+    fn get(&self, section: &str, key: &str) -> (&'static KeySpec, &Value, &Origin) {
+        // The table and `layer` hold every key, so a lookup by a name from the table finds it;
+        // the fallback keeps this total without a panic.
+        self.entries
+            .iter()
+            .find(|(spec, _, _)| spec.section == section && spec.key == key)
+            .map(|(spec, value, origin)| (*spec, value, origin))
+            .unwrap_or((&KEYS[0], &Value::Ignored, &Origin::Default))
+    }
+
+    fn bool(&self, section: &str, key: &str) -> bool {
+        matches!(self.get(section, key).1, Value::Bool(true))
+    }
+
+    fn int(&self, section: &str, key: &str) -> i64 {
+        match self.get(section, key).1 {
+            Value::Int(int) => *int,
+            _ => 0,
+        }
+    }
+
+    fn cost(&self, section: &str, key: &str) -> u32 {
+        u32::try_from(self.int(section, key)).unwrap_or(u32::MAX)
+    }
+
+    fn duration(&self, section: &str, key: &str) -> Duration {
+        match self.get(section, key).1 {
+            Value::Duration(duration) => *duration,
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn text(&self, section: &str, key: &str) -> &str {
+        match self.get(section, key).1 {
+            Value::Text(text) => text,
+            _ => "",
+        }
+    }
+
+    fn secret(&self, section: &str, key: &str) -> SecretText {
+        SecretText::new(self.text(section, key))
+    }
+
+    fn path(&self, section: &str, key: &str) -> Option<PathBuf> {
+        let text = self.text(section, key);
+        (!text.is_empty()).then(|| PathBuf::from(text))
+    }
+
+    fn invalid(&self, section: &str, key: &str, problem: &str) -> ConfigError {
+        let (spec, value, origin) = self.get(section, key);
+        let shown = if spec.kind == Kind::Secret {
+            "\"<redacted>\"".to_string()
+        } else {
+            show(value)
+        };
+        ConfigError::Invalid {
+            section: spec.section,
+            key: spec.key,
+            shown,
+            origin: origin.clone(),
+            problem: problem.to_string(),
+        }
+    }
+
+    fn positive_duration(&self, section: &str, key: &str) -> Result<Duration, ConfigError> {
+        let duration = self.duration(section, key);
+        if duration.is_zero() {
+            return Err(self.invalid(section, key, "must be longer than zero; write e.g. \"10s\""));
+        }
+        Ok(duration)
+    }
+
+    fn bind_address(&self, section: &str, key: &str) -> Result<String, ConfigError> {
+        normalize_bind_address(self.text(section, key)).ok_or_else(|| {
+            self.invalid(
+                section,
+                key,
+                "is not host:port; write e.g. \"127.0.0.1:9092\" or \":9092\"",
+            )
+        })
+    }
+
+    fn meta_addr(&self) -> Result<String, ConfigError> {
+        // The seed writes `meta-addr = " 172.17.0.2:8091"`: blanks around it are not meant.
+        let addr = self.text("auth", "meta-addr").trim();
+        if addr.is_empty() || host_port(addr).is_some() {
+            return Ok(addr.to_string());
+        }
+        let problem = if addr.contains("://") {
+            "is not host:port; write the address without a scheme (e.g. \"meta1:8091\") and set meta-use-tls for https"
+        } else {
+            "is not host:port; write e.g. \"172.17.0.2:8091\", or leave it empty for the embedded meta store"
+        };
+        Err(self.invalid("auth", "meta-addr", problem))
+    }
+
+    fn client_identity(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (
+            self.path("auth", "meta-cert"),
+            self.path("auth", "meta-key"),
+        ) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(self.invalid(
+                "auth",
+                "meta-cert",
+                "is set but meta-key is empty; a client certificate needs both",
+            )),
+            (None, Some(_)) => Err(self.invalid(
+                "auth",
+                "meta-key",
+                "is set but meta-cert is empty; a client certificate needs both",
+            )),
+        }
+    }
+
+    fn upstream(&self) -> Result<String, ConfigError> {
+        let upstream = self.text("gateway", "upstream");
+        let trimmed = upstream.strip_suffix('/').unwrap_or(upstream);
+        let authority = trimmed
+            .strip_prefix("http://")
+            .or_else(|| trimmed.strip_prefix("https://"));
+        match authority {
+            Some(authority) if host_port(authority).is_some() => Ok(trimmed.to_string()),
+            _ => Err(self.invalid(
+                "gateway",
+                "upstream",
+                "is not an http://host:port address; write e.g. \"http://127.0.0.1:9093\"",
+            )),
+        }
+    }
+
+    fn dir(&self) -> Result<PathBuf, ConfigError> {
+        self.path("meta", "dir").ok_or_else(|| {
+            self.invalid(
+                "meta",
+                "dir",
+                "is empty; write the directory of the meta store, e.g. \"/var/lib/kapauth/meta\"",
+            )
+        })
+    }
+}
+
+/// `":9092"` (Go's all-interfaces form) becomes `"0.0.0.0:9092"`; anything else must be
+/// `host:port` with a numeric port.
+pub fn normalize_bind_address(text: &str) -> Option<String> {
+    let text = text.trim();
+    if let Some(port) = text.strip_prefix(':') {
+        port.parse::<u16>().ok()?;
+        return Some(format!("0.0.0.0:{port}"));
+    }
+    host_port(text).map(|_| text.to_string())
+}
+
+/// Splits `host:port` (`[v6]:port` too); the host must be non-empty and free of `/`, `@`,
+/// blanks and scheme separators.
+pub fn host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    let host_ok = match host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+    {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        }
+    };
+    host_ok.then_some((host, port))
+}
+
+const fn spec(
+    section: &'static str,
+    key: &'static str,
+    kind: Kind,
+    default: &'static str,
+) -> KeySpec {
+    KeySpec {
+        section,
+        key,
+        kind,
+        default,
+    }
+}
+
+fn origin_suffix(origin: &Origin) -> String {
+    match origin {
+        Origin::Default => " (default)".to_string(),
+        Origin::File { path, line } => format!(" ({} line {line})", path.display()),
+        Origin::Env { name } => format!(" (from {name})"),
+        Origin::Flag => " (from --set)".to_string(),
+    }
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::Int(int) => int.to_string(),
+        Value::Duration(duration) => format!("{:?}", format_duration(*duration)),
+        Value::Text(text) => format!("{text:?}"),
+        Value::Ignored => "\"\"".to_string(),
+    }
+}
+
+/// Reads one raw value by its key's kind; the error names the key, the value and the origin.
+fn read_value(spec: &KeySpec, raw: &RawValue, origin: &Origin) -> Result<Value, ConfigError> {
+    let shown = match (spec.kind, raw) {
+        (Kind::Secret, _) => "\"<redacted>\"".to_string(),
+        (_, RawValue::Text(text)) => format!("{text:?}"),
+        (_, RawValue::Toml(value)) => value.to_string(),
+    };
+    let fail = |problem: String| ConfigError::Invalid {
+        section: spec.section,
+        key: spec.key,
+        shown: shown.clone(),
+        origin: origin.clone(),
+        problem,
+    };
+    match (spec.kind, raw) {
+        (Kind::Ignored, _) => Ok(Value::Ignored),
+        (Kind::Bool, RawValue::Toml(toml::Value::Boolean(b))) => Ok(Value::Bool(*b)),
+        (Kind::Bool, RawValue::Text(text)) => parse_go_bool(text)
+            .map(Value::Bool)
+            .ok_or_else(|| fail("is not a boolean; write true or false".to_string())),
+        (Kind::Bool, RawValue::Toml(_)) => {
+            Err(fail("is not a boolean; write true or false".to_string()))
+        }
+        (Kind::Int { min, max }, raw) => {
+            let int = match raw {
+                RawValue::Toml(toml::Value::Integer(int)) => Some(*int),
+                RawValue::Text(text) => text.trim().parse::<i64>().ok(),
+                RawValue::Toml(_) => None,
+            };
+            match int {
+                Some(int) if (min..=max).contains(&int) => Ok(Value::Int(int)),
+                Some(_) => Err(fail(format!(
+                    "is out of range; write a whole number from {min} to {max}"
+                ))),
+                None => Err(fail(format!(
+                    "is not a whole number; write one from {min} to {max}"
+                ))),
+            }
+        }
+        (Kind::Duration, raw) => {
+            let text = match raw {
+                RawValue::Toml(toml::Value::String(text)) | RawValue::Text(text) => text,
+                RawValue::Toml(_) => {
+                    return Err(fail(
+                        "is not a duration string; write e.g. \"10m\"".to_string(),
+                    ));
+                }
+            };
+            parse_duration(text)
+                .map(Value::Duration)
+                .map_err(|error| fail(format!("{error}; write e.g. \"10m\"")))
+        }
+        (
+            Kind::Text | Kind::Secret,
+            RawValue::Toml(toml::Value::String(text)) | RawValue::Text(text),
+        ) => Ok(Value::Text(text.clone())),
+        (Kind::Text | Kind::Secret, RawValue::Toml(_)) => Err(fail(
+            "is not a string; put the value in double quotes".to_string(),
+        )),
+    }
+}
+
+/// Go's `strconv.ParseBool`, which Kapacitor uses for environment variables.
+fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_setting(section: &str, key: &str, value: &str) -> Setting {
+        Setting {
+            section: section.to_string(),
+            key: key.to_string(),
+            value: RawValue::Text(value.to_string()),
+            origin: Origin::Env {
+                name: "TEST_VAR".to_string(),
+            },
+        }
+    }
+
+    fn build(settings: &[Setting]) -> Result<Config, String> {
+        layer(settings)
+            .and_then(|effective| effective.build())
+            .map_err(|error| error.to_string())
+    }
+
+    fn check_error(settings: &[Setting], expected: &str) {
+        match build(settings) {
+            Ok(_) => panic!("expected error {expected:?}"),
+            Err(error) => assert_eq!(error, expected),
+        }
+    }
+
+    #[test]
+    fn every_default_is_valid_and_matches_the_spec() {
+        let config = build(&[]).expect("defaults are valid");
+        assert_eq!(config.http.bind_address, "0.0.0.0:9092");
+        assert!(config.http.auth_enabled && config.auth.enabled && config.auth_on());
+        assert_eq!(config.auth.cache_expiration, Duration::from_secs(600));
+        assert_eq!(config.auth.bcrypt_cost, 10);
+        assert_eq!(config.auth.meta_addr, "");
+        assert_eq!(config.auth.meta_timeout, Duration::from_secs(10));
+        assert!(config.auth.resolve_roles);
+        assert_eq!(config.auth.meta_tls, None);
+        assert_eq!(config.gateway.upstream, "http://127.0.0.1:9093");
+        assert_eq!(config.gateway.max_concurrent_requests, 256);
+        assert_eq!(config.gateway.upstream_timeout, Duration::from_secs(60));
+        assert_eq!(config.meta.bind_address, "127.0.0.1:8091");
+        assert_eq!(config.meta.bcrypt_cost, 10);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key_the_value_and_the_fix() {
+        let s = text_setting;
+        check_error(
+            &[s("auth", "cache-expiration", "ten minutes")],
+            "[auth] cache-expiration = \"ten minutes\" (from TEST_VAR) is not a duration; write e.g. \"10m\"",
+        );
+        check_error(
+            &[s("auth", "bcrypt-cost", "3")],
+            "[auth] bcrypt-cost = \"3\" (from TEST_VAR) is out of range; write a whole number from 4 to 31",
+        );
+        check_error(
+            &[s("meta", "bcrypt-cost", "ten")],
+            "[meta] bcrypt-cost = \"ten\" (from TEST_VAR) is not a whole number; write one from 4 to 31",
+        );
+        check_error(
+            &[s("http", "auth-enabled", "yes")],
+            "[http] auth-enabled = \"yes\" (from TEST_VAR) is not a boolean; write true or false",
+        );
+        check_error(
+            &[s("auth", "meta-timeout", "0s")],
+            "[auth] meta-timeout = \"0s\" (from TEST_VAR) must be longer than zero; write e.g. \"10s\"",
+        );
+        check_error(
+            &[s("auth", "meta-timeout", "-1s")],
+            "[auth] meta-timeout = \"-1s\" (from TEST_VAR) is negative; write e.g. \"10m\"",
+        );
+        check_error(
+            &[s("http", "bind-address", "9092")],
+            "[http] bind-address = \"9092\" (from TEST_VAR) is not host:port; write e.g. \"127.0.0.1:9092\" or \":9092\"",
+        );
+        check_error(
+            &[s("auth", "meta-addr", "https://meta:8091")],
+            "[auth] meta-addr = \"https://meta:8091\" (from TEST_VAR) is not host:port; write the address without a scheme (e.g. \"meta1:8091\") and set meta-use-tls for https",
+        );
+        check_error(
+            &[s("gateway", "upstream", "127.0.0.1:9093")],
+            "[gateway] upstream = \"127.0.0.1:9093\" (from TEST_VAR) is not an http://host:port address; write e.g. \"http://127.0.0.1:9093\"",
+        );
+        check_error(
+            &[s("gateway", "max-concurrent-requests", "0")],
+            "[gateway] max-concurrent-requests = \"0\" (from TEST_VAR) is out of range; write a whole number from 1 to 65536",
+        );
+        check_error(
+            &[s("meta", "dir", "")],
+            "[meta] dir = \"\" (from TEST_VAR) is empty; write the directory of the meta store, e.g. \"/var/lib/kapauth/meta\"",
+        );
+        check_error(
+            &[
+                s("auth", "meta-use-tls", "true"),
+                s("auth", "meta-cert", "/c.pem"),
+            ],
+            "[auth] meta-cert = \"/c.pem\" (from TEST_VAR) is set but meta-key is empty; a client certificate needs both",
+        );
+        check_error(
+            &[s("http", "https-enabled", "true")],
+            "[http] https-enabled = true (from TEST_VAR) is not supported by kapauth yet; terminate TLS in front of kapauth and set https-enabled = false",
+        );
+        check_error(
+            &[s("http", "no-such-key", "1")],
+            "unknown key [http] no-such-key (from TEST_VAR); known keys: bind-address, auth-enabled, https-enabled, https-certificate, https-private-key, shared-secret, log-enabled",
+        );
+    }
+
+    #[test]
+    fn a_secret_never_appears_in_an_error_or_the_rendering() {
+        let error = build(&[
+            text_setting("auth", "meta-timeout", "x"),
+            text_setting("http", "shared-secret", "hunter2"),
+        ]);
+        assert!(!error.unwrap_err().contains("hunter2"));
+        let effective = layer(&[text_setting("http", "shared-secret", "hunter2")]).unwrap();
+        let rendered = effective.render();
+        assert!(!rendered.contains("hunter2"));
+        assert!(
+            rendered.contains("shared-secret = \"<redacted>\"  # from TEST_VAR"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("meta-password = \"\"  # default"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn later_settings_override_earlier_ones() {
+        let config = build(&[
+            text_setting("auth", "meta-addr", " 172.17.0.2:8091"),
+            text_setting("gateway", "upstream", "http://127.0.0.1:1/"),
+            text_setting("gateway", "upstream", "http://127.0.0.1:2/"),
+        ])
+        .unwrap();
+        assert_eq!(config.auth.meta_addr, "172.17.0.2:8091");
+        assert_eq!(config.gateway.upstream, "http://127.0.0.1:2");
+    }
+
+    #[test]
+    fn meta_tls_is_built_only_when_enabled() {
+        let s = text_setting;
+        let config = build(&[s("auth", "meta-ca", "/ca.pem")]).unwrap();
+        assert_eq!(config.auth.meta_tls, None);
+        let config = build(&[
+            s("auth", "meta-use-tls", "true"),
+            s("auth", "meta-ca", "/ca.pem"),
+            s("auth", "meta-cert", "/c.pem"),
+            s("auth", "meta-key", "/k.pem"),
+            s("auth", "meta-insecure-skip-verify", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.auth.meta_tls,
+            Some(MetaTls {
+                ca: Some(PathBuf::from("/ca.pem")),
+                client_identity: Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem"))),
+                insecure_skip_verify: true,
+            })
+        );
+    }
+
+    #[test]
+    fn bind_addresses_and_host_ports_are_checked() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (":9092", Some("0.0.0.0:9092")),
+            ("127.0.0.1:0", Some("127.0.0.1:0")),
+            ("localhost:9092", Some("localhost:9092")),
+            ("[::1]:9092", Some("[::1]:9092")),
+            ("::1:9092", None),
+            ("9092", None),
+            (":x", None),
+            ("host:70000", None),
+            ("a b:1", None),
+            ("user@host:1", None),
+            ("host/x:1", None),
+            (":", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(normalize_bind_address(text).as_deref(), *expected, "{text}");
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! `kapauth serve`'s request path: credentials, authentication, authorization and
+//! forwarding, sequenced by `handle.rs`. Never imports the meta server.
+
+pub mod authorize;
+pub mod credentials;
+pub mod request_path;
+pub mod respond;

@@ -1,0 +1,315 @@
+//! The only file that writes kapauth's own response bodies (SPEC §6): the exact texts of
+//! SPEC §1, §2, §4, §5 and §7, encoded byte for byte as Kapacitor's Go code encodes them
+//! (`json.Marshal` of `{"error":…}`, `%q` quoting, `http.Error` for the /write database
+//! denial). Pure: it builds `Reply` values; `handle.rs` sends them.
+
+use crate::gateway::authorize::Denial;
+
+/// A response kapauth writes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// `Content-Type` of every JSON reply (SPEC §6).
+pub const JSON: &str = "application/json; charset=utf-8";
+
+/// 401 with `WWW-Authenticate`, for every authentication failure.
+pub fn unauthorized(message: &str) -> Reply {
+    let mut reply = json_error(401, message);
+    reply
+        .headers
+        .push(("WWW-Authenticate", "Basic realm=\"kapacitor\"".to_string()));
+    reply
+}
+
+/// The answer to a denial of SPEC §2 for `user`.
+pub fn denied(user: &str, denial: &Denial) -> Reply {
+    match denial {
+        Denial::UnknownMethod { method } => {
+            json_error(403, &format!("unknown method {}", go_quote(method)))
+        }
+        Denial::Missing { privilege, path } => json_error(
+            403,
+            &format!(
+                "user {user} does not have \"{}\" privilege for API endpoint {}",
+                privilege.as_str(),
+                go_quote(path)
+            ),
+        ),
+        // Kapacitor answers this one with Go's http.Error: plain text and a newline.
+        Denial::Database { db } => Reply {
+            status: 401,
+            headers: vec![
+                ("Content-Type", "text/plain; charset=utf-8".to_string()),
+                ("X-Content-Type-Options", "nosniff".to_string()),
+                ("WWW-Authenticate", "Basic realm=\"kapacitor\"".to_string()),
+            ],
+            body: format!(
+                "{} user is not authorized to write to database {}\n",
+                go_quote(user),
+                go_quote(db)
+            ),
+        },
+    }
+}
+
+/// 400 for a path that is not canonical (SPEC §7).
+pub fn non_canonical_path() -> Reply {
+    json_error(400, "non-canonical request path")
+}
+
+/// 503 when the meta API cannot answer within `meta-timeout` (SPEC §4, kapauth).
+pub fn authentication_unavailable() -> Reply {
+    let mut reply = json_error(503, "authentication service unavailable");
+    reply.headers.push(("Retry-After", "5".to_string()));
+    reply
+}
+
+/// 503 when `max-concurrent-requests` requests are already in flight.
+pub fn overloaded() -> Reply {
+    let mut reply = json_error(503, "kapauth is at max-concurrent-requests; retry shortly");
+    reply.headers.push(("Retry-After", "1".to_string()));
+    reply
+}
+
+/// 502 when the upstream cannot be reached.
+pub fn upstream_unreachable(upstream: &str, reason: &str) -> Reply {
+    json_error(
+        502,
+        &format!("upstream {upstream} is unreachable: {reason}"),
+    )
+}
+
+/// 504 when the upstream does not answer in time.
+pub fn upstream_timeout(upstream: &str) -> Reply {
+    json_error(
+        504,
+        &format!("upstream {upstream} did not answer within upstream-timeout"),
+    )
+}
+
+/// `GET /kapauth/health`.
+pub fn health() -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![("Content-Type", JSON.to_string())],
+        body: "{\"status\":\"ok\"}".to_string(),
+    }
+}
+
+/// 404 for an unknown path under `/kapauth/`, which never reaches Kapacitor.
+pub fn own_path_not_found() -> Reply {
+    json_error(
+        404,
+        "not found; kapauth serves only GET /kapauth/health under /kapauth/",
+    )
+}
+
+/// `{"error":"…"}` as Go's `json.Marshal` writes it.
+pub fn json_error(status: u16, message: &str) -> Reply {
+    Reply {
+        status,
+        headers: vec![("Content-Type", JSON.to_string())],
+        body: format!("{{\"error\":{}}}", go_json_string(message)),
+    }
+}
+
+/// A JSON string as Go's `encoding/json` writes it: besides `"`, `\` and control
+/// characters it escapes `<`, `>`, `&`, U+2028 and U+2029.
+pub fn go_json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `%q` of a valid UTF-8 string (`strconv.Quote`): printable characters as they are,
+/// the usual short escapes, `\x` for other bytes below 0x80, `\u`/`\U` above.
+pub fn go_quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if is_go_printable(c) => out.push(c),
+            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An approximation of Go's `unicode.IsPrint` good for request paths and names: control,
+/// format, separator (other than the ASCII space) and private-use characters are not printable.
+fn is_go_printable(c: char) -> bool {
+    let code = c as u32;
+    !(c.is_control()
+        || (0x80..0xa0).contains(&code)
+        || code == 0xa0
+        || code == 0xad
+        || (0x2000..=0x200f).contains(&code)
+        || (0x2028..=0x202f).contains(&code)
+        || (0x205f..=0x206f).contains(&code)
+        || code == 0x3000
+        || code == 0xfeff
+        || (0xe000..=0xf8ff).contains(&code)
+        || (0xfff9..=0xfffb).contains(&code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::authorize::Privilege;
+
+    fn check(reply: Reply, status: u16, body: &str) {
+        assert_eq!(reply.status, status);
+        assert_eq!(reply.body, body);
+    }
+
+    #[test]
+    fn denials_render_exactly_as_kapacitor_writes_them() {
+        let missing = |privilege, path: &str| Denial::Missing {
+            privilege,
+            path: path.to_string(),
+        };
+        check(
+            denied("johndoe", &missing(Privilege::Read, "/kapacitor/v1/tasks")),
+            403,
+            r#"{"error":"user johndoe does not have \"read\" privilege for API endpoint \"/kapacitor/v1/tasks\""}"#,
+        );
+        check(
+            denied(
+                "bob",
+                &missing(Privilege::Delete, "/kapacitor/v1/tasks/a b"),
+            ),
+            403,
+            r#"{"error":"user bob does not have \"delete\" privilege for API endpoint \"/kapacitor/v1/tasks/a b\""}"#,
+        );
+        check(
+            denied(
+                "bob",
+                &missing(Privilege::Write, "/kapacitor/v1/x<y>&\"z\""),
+            ),
+            403,
+            r#"{"error":"user bob does not have \"write\" privilege for API endpoint \"/kapacitor/v1/x\u003cy\u003e\u0026\\\"z\\\"\""}"#,
+        );
+        check(
+            denied(
+                "bob",
+                &Denial::UnknownMethod {
+                    method: "TRACE".to_string(),
+                },
+            ),
+            403,
+            r#"{"error":"unknown method \"TRACE\""}"#,
+        );
+        let write = denied(
+            "bob",
+            &Denial::Database {
+                db: "my db".to_string(),
+            },
+        );
+        check(
+            write.clone(),
+            401,
+            "\"bob\" user is not authorized to write to database \"my db\"\n",
+        );
+        assert!(
+            write
+                .headers
+                .contains(&("Content-Type", "text/plain; charset=utf-8".to_string()))
+        );
+    }
+
+    #[test]
+    fn kapauth_replies_carry_their_headers() {
+        let reply = unauthorized("authorization failed");
+        check(reply.clone(), 401, r#"{"error":"authorization failed"}"#);
+        assert!(
+            reply
+                .headers
+                .contains(&("WWW-Authenticate", "Basic realm=\"kapacitor\"".to_string()))
+        );
+        assert!(reply.headers.contains(&("Content-Type", JSON.to_string())));
+        let reply = authentication_unavailable();
+        check(
+            reply.clone(),
+            503,
+            r#"{"error":"authentication service unavailable"}"#,
+        );
+        assert!(reply.headers.iter().any(|(name, _)| *name == "Retry-After"));
+        check(
+            non_canonical_path(),
+            400,
+            r#"{"error":"non-canonical request path"}"#,
+        );
+        check(health(), 200, r#"{"status":"ok"}"#);
+        check(
+            upstream_unreachable("http://127.0.0.1:9093", "connection refused"),
+            502,
+            r#"{"error":"upstream http://127.0.0.1:9093 is unreachable: connection refused"}"#,
+        );
+    }
+
+    #[test]
+    fn strings_are_quoted_as_go_quotes_them() {
+        let cases = [
+            ("TRACE", r#""TRACE""#),
+            ("a\"b\\c", r#""a\"b\\c""#),
+            ("tab\there", r#""tab\there""#),
+            ("\u{7}\u{1}\u{7f}", r#""\a\x01\x7f""#),
+            ("é/日本", "\"é/日本\""),
+            ("\u{200b}", r#""\u200b""#),
+            ("\u{a0}", r#""\u00a0""#),
+            ("\u{e000}", r#""\ue000""#),
+            ("😀", "\"😀\""),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(go_quote(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_strings_are_escaped_as_go_escapes_them() {
+        let cases = [
+            ("plain", r#""plain""#),
+            ("<>&", r#""\u003c\u003e\u0026""#),
+            ("q\"b\\", r#""q\"b\\""#),
+            ("\n\r\t\u{1}", r#""\n\r\t\u0001""#),
+            ("\u{2028}\u{2029}", r#""\u2028\u2029""#),
+            ("é", "\"é\""),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(go_json_string(text), expected, "{text:?}");
+        }
+    }
+}

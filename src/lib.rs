@@ -1,0 +1,16 @@
+//! kapauth: InfluxDB Enterprise-style authentication and authorization in front of
+//! Kapacitor. Two programs share this library: the gateway (`kapauth serve`, `gateway/`) and
+//! the meta server (`kapauth meta`, `meta_server/`); they never import each other, and
+//! `serve.rs` is the one place that wires the embedded meta store into the gateway.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod log;
+pub mod meta_api;
+pub mod meta_server;
+pub mod query;
+pub mod secret;
+pub mod serve;
+pub mod server;

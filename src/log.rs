@@ -1,0 +1,164 @@
+//! The only place kapauth writes log lines: one access line per request and operator
+//! messages, in Kapacitor's logfmt style (`ts=… lvl=info msg=… key=value`), on stderr.
+//! Callers pass outcomes, never secrets: no field here ever holds a password, hash, token
+//! or key, and every value is escaped so a client cannot forge a line.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How loud a line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// One log line being built; written whole by `emit`.
+#[must_use = "a log line does nothing until emitted"]
+pub struct Line {
+    text: String,
+}
+
+impl Line {
+    pub fn new(level: Level, msg: &str) -> Line {
+        let level = match level {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        let mut line = Line {
+            text: String::with_capacity(160),
+        };
+        line.text.push_str("ts=");
+        line.text.push_str(&rfc3339_millis(SystemTime::now()));
+        line.text.push_str(" lvl=");
+        line.text.push_str(level);
+        line.field("msg", msg)
+    }
+
+    pub fn field(mut self, key: &str, value: impl std::fmt::Display) -> Line {
+        self.text.push(' ');
+        self.text.push_str(key);
+        self.text.push('=');
+        let mut raw = String::new();
+        let _ = write!(raw, "{value}");
+        push_value(&mut self.text, &raw);
+        self
+    }
+
+    /// Writes the line to stderr in one call, so lines from concurrent requests never interleave.
+    pub fn emit(mut self) {
+        self.text.push('\n');
+        let _ = std::io::stderr().lock().write_all(self.text.as_bytes());
+    }
+}
+
+pub fn info(msg: &str) -> Line {
+    Line::new(Level::Info, msg)
+}
+
+pub fn warn(msg: &str) -> Line {
+    Line::new(Level::Warn, msg)
+}
+
+pub fn error(msg: &str) -> Line {
+    Line::new(Level::Error, msg)
+}
+
+/// A logfmt value: bare when it is a simple token, otherwise quoted with `"` and `\`
+/// escaped and control characters written as escapes.
+fn push_value(out: &mut String, value: &str) {
+    let bare = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+    if bare {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `2026-11-24T09:37:18.123Z`, computed from the Unix time with the civil-from-days
+/// algorithm so no date crate is needed.
+pub fn rfc3339_millis(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn check_value(value: &str, expected: &str) {
+        let mut out = String::new();
+        push_value(&mut out, value);
+        assert_eq!(out, expected, "value {value:?}");
+    }
+
+    #[test]
+    fn values_are_bare_or_quoted_so_no_line_can_be_forged() {
+        check_value("alice", "alice");
+        check_value("/kapacitor/v1/tasks", "/kapacitor/v1/tasks");
+        check_value("", "\"\"");
+        check_value("two words", "\"two words\"");
+        check_value("a=b", "\"a=b\"");
+        check_value("say \"hi\"", "\"say \\\"hi\\\"\"");
+        check_value("x\nts=1 lvl=info", "\"x\\nts=1 lvl=info\"");
+        check_value("back\\slash", "\"back\\\\slash\"");
+        check_value("bell\u{7}", "\"bell\\u{7}\"");
+        check_value("é", "\"é\"");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc() {
+        let check = |secs: u64, millis: u64, expected: &str| {
+            let time = UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis);
+            assert_eq!(rfc3339_millis(time), expected);
+        };
+        check(0, 0, "1970-01-01T00:00:00.000Z");
+        check(951_782_400, 5, "2000-02-29T00:00:00.005Z");
+        check(1_795_513_038, 123, "2026-11-24T09:37:18.123Z");
+        check(4_107_542_399, 999, "2100-02-28T23:59:59.999Z");
+    }
+}

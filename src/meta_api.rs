@@ -1,0 +1,99 @@
+//! Wire types of the InfluxDB Enterprise meta API's user and role endpoints (SPEC §4, §8),
+//! shared by the gateway's meta client and the meta server, and the permission tokens.
+//! Serde lives here and nowhere deeper: both sides turn these into their own types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Permissions by scope: a database name, or `""` for every database.
+pub type Permissions = BTreeMap<String, Vec<String>>;
+
+/// `GET /user` and `GET /user?name=N`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersDoc {
+    #[serde(default)]
+    pub users: Vec<UserDoc>,
+}
+
+/// One user as the meta API shows it. Unknown fields are ignored (SPEC §4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDoc {
+    pub name: String,
+    /// A bcrypt hash; empty when the meta node delegates the password to LDAP.
+    #[serde(default)]
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: Permissions,
+}
+
+/// `GET /role` and `GET /role?name=N`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolesDoc {
+    #[serde(default)]
+    pub roles: Vec<RoleDoc>,
+}
+
+/// One role as the meta API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleDoc {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: Permissions,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+}
+
+/// `{"error":"…"}`, the meta API's error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDoc {
+    pub error: String,
+}
+
+/// The 19 permission tokens of InfluxDB Enterprise, `NoPermissions` first (SPEC §8).
+pub const PERMISSIONS: [&str; 19] = [
+    "NoPermissions",
+    "ViewAdmin",
+    "ViewChronograf",
+    "CreateDatabase",
+    "CreateUserAndRole",
+    "AddRemoveNode",
+    "DropDatabase",
+    "DropData",
+    "ReadData",
+    "WriteData",
+    "Rebalance",
+    "ManageShard",
+    "ManageContinuousQuery",
+    "ManageQuery",
+    "ManageSubscription",
+    "Monitor",
+    "CopyShard",
+    "KapacitorAPI",
+    "KapacitorConfigAPI",
+];
+
+/// Whether `name` is one of the 19 tokens.
+pub fn is_permission(name: &str) -> bool {
+    PERMISSIONS.contains(&name)
+}
+
+/// The body of `POST /user` and `POST /role`: `{"action":…,"user":{…}}` or
+/// `{"action":…,"role":{…}}`. Both objects are optional here so the server can say which
+/// one was expected when the wrong one is sent.
+#[derive(Clone, Default, Deserialize)]
+pub struct ActionDoc {
+    pub action: Option<String>,
+    pub user: Option<EntityDoc>,
+    pub role: Option<EntityDoc>,
+}
+
+/// The `user` or `role` object of an action; which fields an action needs is checked by
+/// the meta server.
+#[derive(Clone, Default, Deserialize)]
+pub struct EntityDoc {
+    pub name: Option<String>,
+    pub password: Option<String>,
+    pub permissions: Option<Permissions>,
+    pub users: Option<Vec<String>>,
+}

@@ -1,0 +1,167 @@
+//! `kapauth meta` (SPEC §8): the meta API's user and role endpoints over a durable store,
+//! also run inside `kapauth serve` when `[auth] meta-addr` is empty. This file owns the
+//! current state and the order of changes: reads take a snapshot under a brief read lock;
+//! writes are serialized by the disk's mutex, saved, and only then published. bcrypt runs
+//! before either lock is taken.
+
+pub mod disk;
+pub mod routes;
+pub mod store;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::config::{self, Config};
+use crate::log;
+use crate::secret::jwt::Secret;
+use crate::secret::password::{Password, hash_bcrypt};
+use crate::server;
+use disk::{Disk, DiskError};
+use store::{Mutation, State, StoreError};
+
+/// How long a meta API client may stall a read or a write before its connection is dropped.
+const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Requests the meta server handles at once; more wait in the kernel's accept queue or get 503.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// The store and what the routes need to serve it.
+pub struct MetaServer {
+    current: RwLock<Arc<State>>,
+    disk: Mutex<Disk>,
+    bcrypt_cost: u32,
+    internal_secret: Secret,
+}
+
+/// A mutation that was not made.
+#[derive(Debug)]
+pub enum MutateError {
+    /// It does not fit the current state.
+    Store(StoreError),
+    /// It could not be saved; the state is unchanged.
+    Disk(DiskError),
+}
+
+impl fmt::Display for MutateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MutateError::Store(error) => error.fmt(f),
+            MutateError::Disk(error) => error.fmt(f),
+        }
+    }
+}
+
+impl MetaServer {
+    /// Opens the store in `[meta] dir`: takes its lock and reads it.
+    pub fn open(meta: &config::Meta) -> Result<MetaServer, DiskError> {
+        let (disk, state) = Disk::open(&meta.dir)?;
+        log::info("meta store opened")
+            .field("path", disk.path().display())
+            .field("users", state.users.len())
+            .field("roles", state.roles.len())
+            .emit();
+        Ok(MetaServer {
+            current: RwLock::new(Arc::new(state)),
+            disk: Mutex::new(disk),
+            bcrypt_cost: meta.bcrypt_cost,
+            internal_secret: Secret::new(meta.internal_shared_secret.expose().as_bytes()),
+        })
+    }
+
+    /// The current state; later changes never alter a snapshot already taken.
+    pub fn snapshot(&self) -> Arc<State> {
+        // A poisoned lock still holds a whole state: every write replaces the Arc in one step.
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    /// Applies `mutation` to the newest state, saves it, then publishes it. Returns only
+    /// after the change is on disk, so an acknowledged change survives a crash.
+    pub fn mutate(&self, mutation: &Mutation) -> Result<(), MutateError> {
+        let disk = self
+            .disk
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let next = self
+            .snapshot()
+            .apply(mutation)
+            .map_err(MutateError::Store)?;
+        disk.save(&next).map_err(MutateError::Disk)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// A bcrypt hash at `[meta] bcrypt-cost`; runs outside every lock.
+    pub fn hash(&self, password: &Password) -> Result<String, String> {
+        hash_bcrypt(password, self.bcrypt_cost).map_err(|error| error.to_string())
+    }
+
+    /// Serves the meta API on `[meta] bind-address` on a thread of its own; returns the
+    /// bound address.
+    pub fn spawn_api(
+        self: &Arc<Self>,
+        meta: &config::Meta,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        let bound = server::bind("meta", &meta.bind_address, IO_TIMEOUT)?;
+        let addr = bound.addr;
+        let handler = {
+            let meta_server = Arc::clone(self);
+            Arc::new(move |request| routes::handle(&meta_server, request))
+        };
+        std::thread::Builder::new()
+            .name("meta-accept".into())
+            .spawn(move || {
+                server::serve(bound, "meta", MAX_IN_FLIGHT, handler, overloaded);
+            })?;
+        Ok(addr)
+    }
+}
+
+/// `kapauth meta`: runs until the listener fails; returns the exit code.
+pub fn run(config: &Config) -> i32 {
+    let meta_server = match MetaServer::open(&config.meta) {
+        Ok(meta_server) => Arc::new(meta_server),
+        Err(error) => {
+            log::error("cannot open the meta store")
+                .field("error", error)
+                .emit();
+            return 1;
+        }
+    };
+    if meta_server.snapshot().users.is_empty() {
+        log::warn("the meta store has no users: the first unauthenticated create becomes an administrator; create it now")
+            .emit();
+    }
+    let bound = match server::bind("meta", &config.meta.bind_address, IO_TIMEOUT) {
+        Ok(bound) => bound,
+        Err(error) => {
+            log::error("cannot listen")
+                .field("service", "meta")
+                .field("addr", &config.meta.bind_address)
+                .field("error", error)
+                .emit();
+            return 1;
+        }
+    };
+    let handler = Arc::new(move |request| routes::handle(&meta_server, request));
+    server::serve(bound, "meta", MAX_IN_FLIGHT, handler, overloaded);
+    1
+}
+
+fn overloaded(request: tiny_http::Request) {
+    let body = r#"{"error":"the meta server is busy; retry shortly"}"#;
+    let mut response = tiny_http::Response::from_string(body).with_status_code(503);
+    for (name, value) in [("Content-Type", "application/json"), ("Retry-After", "1")] {
+        if let Some(header) = server::header(name, value) {
+            response.add_header(header);
+        }
+    }
+    let _ = request.respond(response);
+}

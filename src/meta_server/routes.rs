@@ -1,0 +1,580 @@
+//! The meta API's HTTP surface (SPEC §8): which request needs which permission, what each
+//! body must hold, and the answers. Turns a request into a store `Mutation` or a read of
+//! the current state; `mod.rs` owns the state and the disk. Never logs a password, a hash
+//! or a token: the access line names the path without its query.
+
+use std::io::Read;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::MetaServer;
+use super::store::{Grants, Mutation, State, StoreError, from_wire};
+use crate::log;
+use crate::meta_api::{self, ActionDoc, EntityDoc, ErrorDoc, Permissions, RolesDoc, UsersDoc};
+use crate::query::query_value;
+use crate::secret::basic_auth;
+use crate::secret::jwt::{self, Token};
+use crate::secret::password::{Password, verify_bcrypt};
+
+/// The largest body a POST may carry (SPEC §8).
+pub const MAX_BODY: u64 = 1024 * 1024;
+
+/// bcrypt never looks past byte 72; a longer password would be silently truncated.
+const MAX_PASSWORD: usize = 72;
+
+/// An answer: status, JSON body (empty for none), and the `Allow` header of a 405.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    pub allow: Option<&'static str>,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Principal {
+    Anonymous,
+    /// A meta user whose Basic password verified.
+    User(String),
+    /// A holder of `[meta] internal-shared-secret`.
+    Internal,
+}
+
+/// What a route requires of the principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Nothing,
+    /// `ViewAdmin` or `CreateUserAndRole`: reading users and roles shows hashes.
+    View,
+    /// `CreateUserAndRole`.
+    Manage,
+}
+
+/// Serves one request and writes the access line.
+pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
+    let started = Instant::now();
+    let method = request.method().as_str().to_ascii_uppercase();
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let authorization = header(&request, "Authorization");
+    let declared_length = request.body_length();
+    let state = meta.snapshot();
+    if state.users.is_empty() {
+        log::warn("the meta store has no users: the first unauthenticated create becomes an administrator")
+            .emit();
+    }
+    let (reply, principal) = match authenticate(meta, &state, authorization.as_deref()) {
+        Err(reply) => (reply, Principal::Anonymous),
+        Ok(principal) => {
+            let reply = route(
+                meta,
+                &state,
+                &principal,
+                &method,
+                path,
+                query,
+                declared_length,
+                request.as_reader(),
+            );
+            (reply, principal)
+        }
+    };
+    let user = match &principal {
+        Principal::Anonymous => "-".to_string(),
+        Principal::User(name) => name.clone(),
+        Principal::Internal => "(internal)".to_string(),
+    };
+    let mut line = log::info("meta request")
+        .field("service", "meta")
+        .field(
+            "remote",
+            request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        )
+        .field("user", user)
+        .field("method", &method)
+        .field("path", path);
+    if let Some(name) = query_value(query, "name") {
+        line = line.field("name", name);
+    }
+    line.field("status", reply.status)
+        .field(
+            "duration",
+            format!("{:.3}ms", started.elapsed().as_secs_f64() * 1000.0),
+        )
+        .emit();
+    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+    let content_type = (reply.status != 204).then_some(("Content-Type", "application/json"));
+    let allow = reply.allow.map(|allow| ("Allow", allow));
+    for (name, value) in content_type.into_iter().chain(allow) {
+        if let Some(header) = crate::server::header(name, value) {
+            response.add_header(header);
+        }
+    }
+    let _ = request.respond(response);
+}
+
+fn authenticate(
+    meta: &MetaServer,
+    state: &State,
+    authorization: Option<&str>,
+) -> Result<Principal, Reply> {
+    let Some(authorization) = authorization else {
+        return Ok(Principal::Anonymous);
+    };
+    if let Some(token) = authorization.strip_prefix("Bearer ") {
+        if meta.internal_secret.is_empty() {
+            return Err(error(
+                401,
+                "invalid token: no internal shared secret is configured on this meta server",
+            ));
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let claims = jwt::verify(&Token::new(token.to_string()), &meta.internal_secret, now)
+            .map_err(|e| error(401, &format!("invalid token: {e}")))?;
+        // SPEC §8: the internal token must carry an expiry.
+        if !claims
+            .get("exp")
+            .is_some_and(|exp| exp.as_f64().is_some_and(|exp| exp > 0.0))
+        {
+            return Err(error(401, "token expiration required"));
+        }
+        return Ok(Principal::Internal);
+    }
+    let Some((name, password)) = basic_auth(authorization) else {
+        return Err(error(401, "unable to parse authentication credentials"));
+    };
+    let Some(user) = state.users.get(&name) else {
+        return Err(error(401, "authorization failed"));
+    };
+    match verify_bcrypt(&password, &user.hash) {
+        Ok(true) => Ok(Principal::User(name)),
+        Ok(false) => Err(error(401, "authorization failed")),
+        Err(_) => {
+            log::warn("stored hash is malformed; login refused")
+                .field("user", &name)
+                .emit();
+            Err(error(401, "authorization failed"))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route(
+    meta: &MetaServer,
+    state: &State,
+    principal: &Principal,
+    method: &str,
+    path: &str,
+    query: &str,
+    declared_length: Option<usize>,
+    body: &mut dyn Read,
+) -> Reply {
+    let allow = match path {
+        "/ping" => "GET, HEAD",
+        "/user" | "/role" => "GET, POST",
+        "/authorized" => "GET",
+        _ => {
+            return error(
+                404,
+                &format!(
+                    "no such endpoint {path:?}; the meta API serves /ping, /user, /role and /authorized"
+                ),
+            );
+        }
+    };
+    let need = match (method, path) {
+        ("GET" | "HEAD", "/ping") => Need::Nothing,
+        ("GET", _) if path != "/ping" => Need::View,
+        ("POST", "/user" | "/role") => Need::Manage,
+        _ => {
+            let mut reply = error(
+                405,
+                &format!("method {method} is not allowed on {path}; use {allow}"),
+            );
+            reply.allow = Some(allow);
+            return reply;
+        }
+    };
+    if need == Need::Manage {
+        let body = match read_body(declared_length, body) {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
+        let bootstrap =
+            *principal == Principal::Anonymous && state.users.is_empty() && path == "/user";
+        if let Some(reply) = check_access(state, principal, need).filter(|_| !bootstrap) {
+            return reply;
+        }
+        return match parse_action(path, &body).and_then(|action| mutation(meta, action, bootstrap))
+        {
+            Ok(mutation) => match meta.mutate(&mutation) {
+                Ok(()) => Reply {
+                    status: 200,
+                    body: String::new(),
+                    allow: None,
+                },
+                Err(super::MutateError::Store(store_error)) => store_reply(&store_error),
+                Err(super::MutateError::Disk(disk_error)) => {
+                    log::error("cannot save the meta store")
+                        .field("error", disk_error)
+                        .emit();
+                    error(
+                        500,
+                        "the meta store could not be saved; the change was not made",
+                    )
+                }
+            },
+            Err(reply) => reply,
+        };
+    }
+    if let Some(reply) = check_access(state, principal, need) {
+        return reply;
+    }
+    match path {
+        "/ping" => Reply {
+            status: 204,
+            body: String::new(),
+            allow: None,
+        },
+        "/user" => read_users(state, query),
+        "/role" => read_roles(state, query),
+        _ => authorized(state, query),
+    }
+}
+
+fn check_access(state: &State, principal: &Principal, need: Need) -> Option<Reply> {
+    let user = match principal {
+        Principal::Internal => return None,
+        _ if need == Need::Nothing => return None,
+        Principal::Anonymous => {
+            return Some(error(401, "unable to parse authentication credentials"));
+        }
+        Principal::User(user) => user,
+    };
+    let holds = |permission| state.holds(user, permission, "");
+    let allowed = match need {
+        Need::Nothing => true,
+        Need::View => holds("ViewAdmin") || holds("CreateUserAndRole"),
+        Need::Manage => holds("CreateUserAndRole"),
+    };
+    let wanted = if need == Need::View {
+        "ViewAdmin or CreateUserAndRole"
+    } else {
+        "CreateUserAndRole"
+    };
+    (!allowed).then(|| {
+        error(
+            403,
+            &format!("user {user:?} needs the {wanted} permission for this request"),
+        )
+    })
+}
+
+fn read_body(declared_length: Option<usize>, body: &mut dyn Read) -> Result<Vec<u8>, Reply> {
+    let too_large = || error(413, "request body is larger than 1 MiB");
+    if declared_length.is_some_and(|length| length as u64 > MAX_BODY) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    body.take(MAX_BODY + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| error(400, &format!("cannot read the request body: {e}")))?;
+    if bytes.len() as u64 > MAX_BODY {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// The body as an action on `/user` or `/role`, with the entity that path expects.
+fn parse_action(path: &str, body: &[u8]) -> Result<(String, EntityDoc, &'static str), Reply> {
+    let (kind, other) = if path == "/user" {
+        ("user", "role")
+    } else {
+        ("role", "user")
+    };
+    let doc: ActionDoc = serde_json::from_slice(body).map_err(|e| {
+        let mut message = if e.is_syntax() || e.is_eof() {
+            format!("malformed JSON: {e}")
+        } else {
+            format!("invalid request body: {e}")
+        };
+        if path == "/role" && String::from_utf8_lossy(body).contains("\"user\"") {
+            message.push_str("; also, /role takes the role under \"role\", not \"user\"");
+        }
+        error(400, &message)
+    })?;
+    let (entity, wrong) = if kind == "user" {
+        (doc.user, doc.role)
+    } else {
+        (doc.role, doc.user)
+    };
+    let entity = match (entity, wrong) {
+        (Some(entity), _) => entity,
+        (None, Some(_)) => {
+            return Err(error(
+                400,
+                &format!(
+                    "{path} takes the {kind} under \"{kind}\", not \"{other}\"; write e.g. {{\"action\":\"create\",\"{kind}\":{{\"name\":\"…\"}}}}"
+                ),
+            ));
+        }
+        (None, None) => {
+            return Err(error(
+                400,
+                &format!("missing \"{kind}\" object in the request body"),
+            ));
+        }
+    };
+    let action = doc.action.ok_or_else(|| {
+        error(
+            400,
+            &format!("missing \"action\"; one of {}", actions(kind)),
+        )
+    })?;
+    Ok((action, entity, kind))
+}
+
+fn mutation(
+    meta: &MetaServer,
+    (action, entity, kind): (String, EntityDoc, &'static str),
+    bootstrap: bool,
+) -> Result<Mutation, Reply> {
+    let name = entity
+        .name
+        .clone()
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| {
+            error(
+                400,
+                &format!("missing {kind} name; write \"{kind}\":{{\"name\":\"…\"}}"),
+            )
+        })?;
+    let permissions = || -> Result<Grants, Reply> {
+        let wire = entity
+            .permissions
+            .as_ref()
+            .ok_or_else(|| error(400, &format!("missing \"permissions\" for {kind} {name:?}")))?;
+        checked_permissions(wire)
+    };
+    let optional_permissions = || match &entity.permissions {
+        Some(wire) => checked_permissions(wire),
+        None => Ok(Grants::new()),
+    };
+    let users = || {
+        entity
+            .users
+            .clone()
+            .ok_or_else(|| error(400, &format!("missing \"users\" for role {name:?}")))
+    };
+    let hash = || -> Result<String, Reply> {
+        let password = entity
+            .password
+            .as_deref()
+            .ok_or_else(|| error(400, &format!("missing password for user {name:?}")))?;
+        if password.is_empty() {
+            return Err(error(400, &format!("empty password for user {name:?}")));
+        }
+        if password.len() > MAX_PASSWORD {
+            return Err(error(
+                400,
+                &format!("password for user {name:?} is longer than 72 bytes, bcrypt's limit"),
+            ));
+        }
+        // bcrypt runs here, before the store's lock is taken (SPEC §8 concurrency).
+        meta.hash(&Password::new(password.to_string()))
+            .map_err(|_| error(500, "cannot hash the password"))
+    };
+    let mutation = match (kind, action.as_str()) {
+        ("user", "create") if bootstrap => Mutation::Bootstrap {
+            name: name.clone(),
+            hash: hash()?,
+        },
+        ("user", _) if bootstrap => {
+            return Err(error(
+                401,
+                "the meta store has no users yet: create the first one with {\"action\":\"create\",\"user\":{\"name\":\"…\",\"password\":\"…\"}}",
+            ));
+        }
+        ("user", "create") => {
+            let permissions = optional_permissions()?;
+            Mutation::CreateUser {
+                name: name.clone(),
+                hash: hash()?,
+                permissions,
+            }
+        }
+        ("user", "delete") => Mutation::DeleteUser { name: name.clone() },
+        ("user", "change-password") => Mutation::ChangePassword {
+            name: name.clone(),
+            hash: hash()?,
+        },
+        ("user", "add-permissions") => Mutation::AddUserPermissions {
+            permissions: permissions()?,
+            name: name.clone(),
+        },
+        ("user", "remove-permissions") => Mutation::RemoveUserPermissions {
+            permissions: permissions()?,
+            name: name.clone(),
+        },
+        ("role", "create") => Mutation::CreateRole {
+            permissions: optional_permissions()?,
+            name: name.clone(),
+        },
+        ("role", "delete") => Mutation::DeleteRole { name: name.clone() },
+        ("role", "add-permissions") => Mutation::AddRolePermissions {
+            permissions: permissions()?,
+            name: name.clone(),
+        },
+        ("role", "remove-permissions") => Mutation::RemoveRolePermissions {
+            permissions: permissions()?,
+            name: name.clone(),
+        },
+        ("role", "add-users") => Mutation::AddRoleUsers {
+            users: users()?,
+            name: name.clone(),
+        },
+        ("role", "remove-users") => Mutation::RemoveRoleUsers {
+            users: users()?,
+            name: name.clone(),
+        },
+        (_, other) => {
+            return Err(error(
+                400,
+                &format!(
+                    "unknown action {other:?} for /{kind}; one of {}",
+                    actions(kind)
+                ),
+            ));
+        }
+    };
+    Ok(mutation)
+}
+
+fn checked_permissions(wire: &Permissions) -> Result<Grants, Reply> {
+    if let Some(unknown) = wire
+        .values()
+        .flatten()
+        .find(|token| !meta_api::is_permission(token))
+    {
+        return Err(error(
+            400,
+            &format!(
+                "unknown permission {unknown:?}; known: {}",
+                meta_api::PERMISSIONS.join(", ")
+            ),
+        ));
+    }
+    Ok(from_wire(wire))
+}
+
+fn read_users(state: &State, query: &str) -> Reply {
+    let users = match query_value(query, "name") {
+        None => state.user_docs(),
+        Some(name) => match state.user_doc(&name) {
+            Some(user) => vec![user],
+            None => return error(404, "user not found"),
+        },
+    };
+    json(200, &UsersDoc { users })
+}
+
+fn read_roles(state: &State, query: &str) -> Reply {
+    let roles = match query_value(query, "name") {
+        None => state.role_docs(),
+        Some(name) => match state.role_doc(&name) {
+            Some(role) => vec![role],
+            None => return error(404, "role not found"),
+        },
+    };
+    json(200, &RolesDoc { roles })
+}
+
+/// `GET /authorized?name&password&permission&resource` (SPEC §8), used for LDAP-style
+/// password checks and by operators.
+fn authorized(state: &State, query: &str) -> Reply {
+    let param = |key| query_value(query, key);
+    let (Some(name), Some(password), Some(permission)) =
+        (param("name"), param("password"), param("permission"))
+    else {
+        return error(
+            400,
+            "/authorized needs name, password and permission query parameters",
+        );
+    };
+    let resource = param("resource").unwrap_or_default();
+    if !meta_api::is_permission(&permission) {
+        return error(
+            400,
+            &format!(
+                "unknown permission {permission:?}; known: {}",
+                meta_api::PERMISSIONS.join(", ")
+            ),
+        );
+    }
+    let password = Password::new(password);
+    let Some(user) = state.users.get(&name) else {
+        return error(401, "authorization failed");
+    };
+    if verify_bcrypt(&password, &user.hash) != Ok(true) {
+        return error(401, "authorization failed");
+    }
+    if state.holds(&name, &permission, &resource) {
+        Reply {
+            status: 200,
+            body: String::new(),
+            allow: None,
+        }
+    } else {
+        error(
+            403,
+            &format!("user {name:?} does not hold {permission} on {resource:?}"),
+        )
+    }
+}
+
+fn store_reply(store_error: &StoreError) -> Reply {
+    let status = match store_error {
+        StoreError::UserNotFound(_) | StoreError::RoleNotFound(_) => 404,
+        StoreError::UserExists(_) | StoreError::RoleExists(_) => 409,
+        StoreError::NotEmpty => 401,
+    };
+    error(status, &store_error.to_string())
+}
+
+fn actions(kind: &str) -> &'static str {
+    if kind == "user" {
+        "create, delete, change-password, add-permissions, remove-permissions"
+    } else {
+        "create, delete, add-permissions, remove-permissions, add-users, remove-users"
+    }
+}
+
+fn error(status: u16, message: &str) -> Reply {
+    json(
+        status,
+        &ErrorDoc {
+            error: message.to_string(),
+        },
+    )
+}
+
+fn json(status: u16, body: &impl serde::Serialize) -> Reply {
+    Reply {
+        status,
+        body: serde_json::to_string(body).unwrap_or_default(),
+        allow: None,
+    }
+}
+
+fn header(request: &tiny_http::Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str().to_string())
+}

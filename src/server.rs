@@ -1,0 +1,103 @@
+//! What both programs share to serve HTTP: a listening socket whose accepted connections
+//! inherit `TCP_NODELAY` and read/write timeouts (tiny_http sets neither, see
+//! CRATE-NOTES), and a thread-per-request loop with a hard cap on requests in flight.
+//! Knows nothing of what a request means.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::log;
+
+/// A bound listener, ready to serve.
+pub struct Bound {
+    pub server: tiny_http::Server,
+    pub addr: SocketAddr,
+}
+
+/// Binds `address` for `service` and logs `msg=listening service=… addr=…`, the line tests
+/// and operators read back when the port is 0.
+pub fn bind(service: &str, address: &str, io_timeout: Duration) -> io::Result<Bound> {
+    let listener = TcpListener::bind(address)?;
+    // Linux copies these options from the listening socket to every accepted one. std
+    // offers them only on a stream, so the listener's descriptor is viewed as a stream for
+    // the calls and turned back; no unsafe code is needed for either conversion.
+    let socket = TcpStream::from(OwnedFd::from(listener));
+    socket.set_nodelay(true)?;
+    socket.set_read_timeout(Some(io_timeout))?;
+    socket.set_write_timeout(Some(io_timeout))?;
+    let listener = TcpListener::from(OwnedFd::from(socket));
+    let addr = listener.local_addr()?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|error| io::Error::other(error.to_string()))?;
+    log::info("listening")
+        .field("service", service)
+        .field("addr", addr)
+        .emit();
+    Ok(Bound { server, addr })
+}
+
+/// Serves requests until the listener fails: each request on its own thread, at most
+/// `max_in_flight` at once; beyond that `overloaded` answers on the accepting thread.
+pub fn serve<H, O>(
+    bound: Bound,
+    service: &'static str,
+    max_in_flight: usize,
+    handler: Arc<H>,
+    overloaded: O,
+) where
+    H: Fn(tiny_http::Request) + Send + Sync + 'static,
+    O: Fn(tiny_http::Request),
+{
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    loop {
+        let request = match bound.server.recv() {
+            Ok(request) => request,
+            Err(error) => {
+                log::error("listener failed")
+                    .field("service", service)
+                    .field("error", error)
+                    .emit();
+                return;
+            }
+        };
+        if in_flight.fetch_add(1, Ordering::AcqRel) >= max_in_flight {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            overloaded(request);
+            continue;
+        }
+        let slot = Slot(Arc::clone(&in_flight));
+        let handler = Arc::clone(&handler);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{service}-request"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _slot = slot;
+                handler(request);
+            });
+        if let Err(error) = spawned {
+            // The request went down with the closure; the client sees its connection close.
+            log::error("cannot start request thread")
+                .field("service", service)
+                .field("error", error)
+                .emit();
+        }
+    }
+}
+
+/// One place in flight, given back when the request's thread ends, even by a panic.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response header, or `None` when tiny_http refuses the bytes (non-ASCII).
+pub fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
