@@ -14,3 +14,4 @@ pub mod query;
 pub mod secret;
 pub mod serve;
 pub mod server;
+pub mod tls;

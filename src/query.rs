@@ -92,6 +92,20 @@ pub(crate) fn hex_value(byte: u8) -> Option<u8> {
         .and_then(|digit| u8::try_from(digit).ok())
 }
 
+/// `text` percent-encoded for a query value: every byte but the unreserved ones
+/// (`A-Z a-z 0-9 - . _ ~`) becomes `%XX`, so Go's `ParseQuery` reads back exactly `text`.
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +252,18 @@ mod tests {
         check_strip("db=x&", "db=x&");
         check_strip("%zz=1&u=a", "%zz=1");
         check_strip("q=select+*+from+%22cpu%22#x", "q=select+*+from+%22cpu%22#x");
+    }
+
+    #[test]
+    fn encoded_components_read_back_as_they_were() {
+        for text in ["johndoe", "a b+c&d=e", "é~x/y%z", ""] {
+            let query = format!("name={}", encode_component(text));
+            assert_eq!(
+                query_value(&query, "name").as_deref(),
+                Some(text),
+                "{text:?}"
+            );
+        }
+        assert_eq!(encode_component("a b"), "a%20b");
     }
 }

@@ -14,6 +14,7 @@ use crate::query::query_value;
 use crate::secret::basic_auth;
 use crate::secret::jwt::{self, Token};
 use crate::secret::password::{Password, verify_bcrypt};
+use crate::server::request_header;
 
 /// The largest body a POST may carry (SPEC §8).
 pub const MAX_BODY: u64 = 1024 * 1024;
@@ -55,7 +56,7 @@ pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
     let method = request.method().as_str().to_ascii_uppercase();
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let authorization = header(&request, "Authorization");
+    let authorization = request_header(&request, "Authorization");
     let declared_length = request.body_length();
     let state = meta.snapshot();
     if state.users.is_empty() {
@@ -569,12 +570,4 @@ fn json(status: u16, body: &impl serde::Serialize) -> Reply {
         body: serde_json::to_string(body).unwrap_or_default(),
         allow: None,
     }
-}
-
-fn header(request: &tiny_http::Request, name: &str) -> Option<String> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str().to_string())
 }

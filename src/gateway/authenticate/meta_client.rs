@@ -1,0 +1,308 @@
+//! The meta API over HTTP (SPEC §4): `GET /user?name=`, `GET /role` and `GET /authorized`
+//! with blocking ureq calls, the meta credentials (HS512 JWT or Basic), 307s followed by
+//! hand with the credentials, and retries with backoff until `meta-timeout`. Logs the
+//! reason of a failed lookup, never a credential.
+
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ureq::Agent;
+use ureq::http::StatusCode;
+
+use super::{MetaSource, MetaUser, Unavailable};
+use crate::config::Auth;
+use crate::log;
+use crate::meta_api::{RolesDoc, UsersDoc};
+use crate::query::encode_component;
+use crate::secret::basic_header;
+use crate::secret::jwt::{self, Secret};
+use crate::secret::password::Password;
+use crate::tls::{TlsError, meta_tls_config};
+
+/// Redirects followed per request (SPEC §4).
+const MAX_REDIRECTS: usize = 5;
+
+/// The largest meta answer read; a user or role list beyond it is not a sane answer.
+const MAX_ANSWER: u64 = 16 * 1024 * 1024;
+
+/// The first pause between attempts; it doubles up to a third of `meta-timeout`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+/// A meta API client.
+pub struct MetaClient {
+    agent: Agent,
+    base: String,
+    credentials: MetaCredentials,
+    timeout: Duration,
+    resolve_roles: bool,
+}
+
+enum MetaCredentials {
+    None,
+    Basic(String),
+    Jwt(Secret),
+}
+
+/// One attempt's result: done, or worth another try after a pause.
+enum Attempt<T> {
+    Done(T),
+    Retry(String),
+}
+
+impl MetaClient {
+    /// A client for `[auth] meta-addr`; reads the TLS files now.
+    pub fn new(auth: &Auth) -> Result<MetaClient, TlsError> {
+        let mut config = Agent::config_builder()
+            // A gateway sets every client default it relies on (STYLE): statuses are data,
+            // redirects are followed by hand with the credentials, no proxy from the
+            // environment, and no call outlives meta-timeout.
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .proxy(None)
+            .https_only(auth.meta_tls.is_some())
+            .timeout_global(Some(auth.meta_timeout))
+            .user_agent(concat!("kapauth/", env!("CARGO_PKG_VERSION")))
+            .accept_encoding(ureq::config::AutoHeaderValue::None);
+        if let Some(tls) = &auth.meta_tls {
+            config = config.tls_config(meta_tls_config(tls)?);
+        }
+        let scheme = if auth.meta_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let credentials = if !auth.meta_internal_shared_secret.is_empty() {
+            MetaCredentials::Jwt(Secret::new(
+                auth.meta_internal_shared_secret.expose().as_bytes(),
+            ))
+        } else if !auth.meta_username.is_empty() {
+            MetaCredentials::Basic(basic_header(&auth.meta_username, &auth.meta_password))
+        } else {
+            MetaCredentials::None
+        };
+        Ok(MetaClient {
+            agent: config.build().new_agent(),
+            base: format!("{scheme}://{}", auth.meta_addr),
+            credentials,
+            timeout: auth.meta_timeout,
+            resolve_roles: auth.resolve_roles,
+        })
+    }
+
+    /// Retries `attempt` with backoff until `meta-timeout` runs out.
+    fn with_retries<T>(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut(Instant) -> Attempt<T>,
+    ) -> Result<T, Unavailable> {
+        let deadline = Instant::now() + self.timeout;
+        let cap = self.timeout / 3;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let reason = match attempt(deadline) {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Retry(reason) => reason,
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                log::warn("meta unavailable")
+                    .field("request", what)
+                    .field("meta", &self.base)
+                    .field("reason", reason)
+                    .emit();
+                return Err(Unavailable);
+            }
+            thread::sleep(backoff.min(remaining));
+            backoff = (backoff * 2).min(cap.max(FIRST_BACKOFF));
+        }
+    }
+
+    /// One GET with the meta credentials, following up to five 307s by hand.
+    fn get(
+        &self,
+        path_and_query: &str,
+        deadline: Instant,
+    ) -> Result<ureq::http::Response<ureq::Body>, String> {
+        let mut url = format!("{}{path_and_query}", self.base);
+        for _ in 0..=MAX_REDIRECTS {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err("meta-timeout ran out".to_string());
+            }
+            let mut request = self.agent.get(&url).header("Accept", "application/json");
+            match &self.credentials {
+                MetaCredentials::None => {}
+                MetaCredentials::Basic(header) => request = request.header("Authorization", header),
+                MetaCredentials::Jwt(secret) => {
+                    request =
+                        request.header("Authorization", format!("Bearer {}", meta_token(secret)));
+                }
+            }
+            let response = request
+                .config()
+                .timeout_global(Some(remaining))
+                .build()
+                .call()
+                .map_err(|error| error.to_string())?;
+            if response.status() != StatusCode::TEMPORARY_REDIRECT {
+                return Ok(response);
+            }
+            let location = response
+                .headers()
+                .get("Location")
+                .and_then(|value| value.to_str().ok())
+                .ok_or_else(|| "307 without a Location".to_string())?;
+            url = resolve(&url, location);
+        }
+        Err(format!("more than {MAX_REDIRECTS} redirects"))
+    }
+
+    fn roles_of(&self, name: &str) -> Result<Vec<crate::meta_api::RoleDoc>, Unavailable> {
+        self.with_retries("GET /role", |deadline| match self.get("/role", deadline) {
+            Ok(response) if response.status() == StatusCode::OK => {
+                match read_json::<RolesDoc>(response) {
+                    Ok(doc) => {
+                        let roles = doc
+                            .roles
+                            .into_iter()
+                            .filter(|role| role.users.iter().any(|u| u == name))
+                            .collect();
+                        Attempt::Done(roles)
+                    }
+                    Err(reason) => Attempt::Retry(reason),
+                }
+            }
+            Ok(response) => {
+                Attempt::Retry(format!("GET /role answered {}", response.status().as_u16()))
+            }
+            Err(reason) => Attempt::Retry(reason),
+        })
+    }
+}
+
+impl MetaSource for MetaClient {
+    fn user(&self, name: &str) -> Result<Option<MetaUser>, Unavailable> {
+        let path = format!("/user?name={}", encode_component(name));
+        let user = self.with_retries("GET /user", |deadline| match self.get(&path, deadline) {
+            Ok(response) if response.status() == StatusCode::NOT_FOUND => Attempt::Done(None),
+            Ok(response) if response.status() == StatusCode::OK => {
+                match read_json::<UsersDoc>(response) {
+                    Ok(doc) => {
+                        let mut matching = doc.users.into_iter().filter(|user| user.name == name);
+                        match (matching.next(), matching.next()) {
+                            (Some(user), None) => Attempt::Done(Some(user)),
+                            (None, _) => Attempt::Done(None),
+                            (Some(_), Some(_)) => {
+                                Attempt::Retry(format!("meta listed user {name:?} twice"))
+                            }
+                        }
+                    }
+                    Err(reason) => Attempt::Retry(reason),
+                }
+            }
+            Ok(response) => {
+                Attempt::Retry(format!("GET /user answered {}", response.status().as_u16()))
+            }
+            Err(reason) => Attempt::Retry(reason),
+        })?;
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let roles = if self.resolve_roles {
+            self.roles_of(name)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(MetaUser { user, roles }))
+    }
+
+    fn check_password(&self, name: &str, password: &Password) -> Result<bool, Unavailable> {
+        let path = format!(
+            "/authorized?name={}&password={}&permission=NoPermissions&resource=_",
+            encode_component(name),
+            encode_component(password.as_str())
+        );
+        self.with_retries("GET /authorized", |deadline| {
+            match self.get(&path, deadline) {
+                Ok(response) => match response.status().as_u16() {
+                    200 => Attempt::Done(true),
+                    401 | 403 | 404 => Attempt::Done(false),
+                    other => Attempt::Retry(format!("GET /authorized answered {other}")),
+                },
+                Err(reason) => Attempt::Retry(reason),
+            }
+        })
+    }
+}
+
+/// `{"username":"","exp":now+5min}` signed HS512 with the internal shared secret (SPEC §4).
+fn meta_token(secret: &Secret) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    jwt::sign_hs512(
+        &serde_json::json!({"username": "", "exp": now + 300}),
+        secret,
+    )
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    response: ureq::http::Response<ureq::Body>,
+) -> Result<T, String> {
+    let bytes = response
+        .into_body()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()
+        .map_err(|error| format!("reading the answer: {error}"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| format!("the answer is not the expected JSON: {error}"))
+}
+
+/// A `Location` resolved against the URL that answered: absolute URLs as they are, paths
+/// on the same scheme and host.
+fn resolve(current: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_string();
+    }
+    let after_scheme = current.find("://").map(|i| i + 3).unwrap_or(0);
+    let origin_end = current[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(current.len());
+    format!("{}{}", &current[..origin_end], location)
+}
+
+impl std::fmt::Debug for MetaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaClient")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_resolve_against_the_answering_url() {
+        let cases = [
+            (
+                "http://m1:8091/user?name=a",
+                "http://m2:8091/user?name=a",
+                "http://m2:8091/user?name=a",
+            ),
+            (
+                "http://m1:8091/user?name=a",
+                "/user?name=a",
+                "http://m1:8091/user?name=a",
+            ),
+            ("https://m1:8091/role", "/role", "https://m1:8091/role"),
+        ];
+        for (current, location, expected) in cases {
+            assert_eq!(resolve(current, location), expected);
+        }
+    }
+}
