@@ -62,6 +62,7 @@ fn start(config: &Config) -> Result<(), String> {
             config.auth.meta_timeout,
             Secret::new(config.http.shared_secret.expose().as_bytes()),
             config.auth.resolve_roles,
+            config.auth.bcrypt_cost,
             &key,
         ))
     } else {

@@ -15,7 +15,7 @@ use crate::gateway::credentials::Credentials;
 use crate::log;
 use crate::meta_api::{RoleDoc, UserDoc};
 use crate::secret::jwt::{self, Secret, Token};
-use crate::secret::password::{Password, ProofKey, verify_bcrypt};
+use crate::secret::password::{Password, ProofKey, hash_bcrypt, verify_bcrypt};
 use cache::{Begin, Cache, Entry, Outcome, UserRecord};
 
 /// Where users come from: the meta API, or the embedded store.
@@ -67,6 +67,8 @@ pub struct Authenticator {
     proof_key: ProofKey,
     shared_secret: Secret,
     resolve_roles: bool,
+    /// Cost of the hashes kept for LDAP users.
+    bcrypt_cost: u32,
     /// How long a request waits for another request's lookup of the same user.
     wait_limit: Duration,
 }
@@ -79,6 +81,7 @@ impl Authenticator {
         meta_timeout: Duration,
         shared_secret: Secret,
         resolve_roles: bool,
+        bcrypt_cost: u32,
         proof_key_bytes: &[u8; 32],
     ) -> Authenticator {
         Authenticator {
@@ -87,6 +90,7 @@ impl Authenticator {
             proof_key: ProofKey::from_bytes(proof_key_bytes),
             shared_secret,
             resolve_roles,
+            bcrypt_cost,
             // The leader's lookup is bounded by meta-timeout, its bcrypt run by the cost;
             // the margin covers the latter.
             wait_limit: meta_timeout + Duration::from_secs(5),
@@ -175,42 +179,57 @@ impl Authenticator {
             Ok(None) => return Outcome::Unknown,
             Err(Unavailable) => return Outcome::Unavailable,
         };
-        let record = Arc::new(UserRecord {
-            name: name.to_string(),
-            grants: grants_of(&meta_user.user, &meta_user.roles, self.resolve_roles),
-            hash: meta_user.user.hash,
-        });
-        let mut entry = Entry {
-            record,
-            verified: None,
-            rejected: None,
-            expires: self.cache.expiry(Instant::now()),
-        };
+        let grants = grants_of(&meta_user.user, &meta_user.roles, self.resolve_roles);
+        let mut hash = meta_user.user.hash;
+        let (mut verified, mut rejected) = (None, None);
         if let Some(password) = password {
-            match self.verify(&entry.record, password) {
-                Ok(true) => entry.verified = Some(Arc::new(self.proof_key.prove(name, password))),
-                Ok(false) => entry.rejected = Some(Arc::new(self.proof_key.prove(name, password))),
-                // The record is good to cache; the password is checked again by the caller.
-                Err(AuthError::Unavailable) | Err(_) => {}
+            let proof = Some(Arc::new(self.proof_key.prove(name, password)));
+            match self.check(name, &hash, password) {
+                Ok(true) => {
+                    if hash.is_empty() {
+                        // An LDAP user: keep a bcrypt hash at [auth] bcrypt-cost, so another
+                        // password for this entry is checked here, not at meta (SPEC §4).
+                        hash = hash_bcrypt(password, self.bcrypt_cost).unwrap_or_default();
+                    }
+                    verified = proof;
+                }
+                Ok(false) => rejected = proof,
+                // The record is good to cache; the caller checks the password again.
+                Err(_) => {}
             }
         }
-        Outcome::Found(entry)
+        let record = Arc::new(UserRecord {
+            name: name.to_string(),
+            hash,
+            grants,
+        });
+        let expires = self.cache.expiry(Instant::now());
+        Outcome::Found(Entry {
+            record,
+            verified,
+            rejected,
+            expires,
+        })
     }
 
-    /// Checks `password` against the record: bcrypt for a hash, meta's `/authorized` for
-    /// an LDAP user (empty hash).
     fn verify(&self, record: &UserRecord, password: &Password) -> Result<bool, AuthError> {
-        if record.hash.is_empty() {
+        self.check(&record.name, &record.hash, password)
+    }
+
+    /// Checks `password`: bcrypt against a hash, meta's `/authorized` for an LDAP user
+    /// (empty hash).
+    fn check(&self, name: &str, hash: &str, password: &Password) -> Result<bool, AuthError> {
+        if hash.is_empty() {
             return self
                 .source
-                .check_password(&record.name, password)
+                .check_password(name, password)
                 .map_err(|Unavailable| AuthError::Unavailable);
         }
-        match verify_bcrypt(password, &record.hash) {
+        match verify_bcrypt(password, hash) {
             Ok(valid) => Ok(valid),
             Err(_) => {
                 log::warn("meta returned a malformed password hash; login refused")
-                    .field("user", &record.name)
+                    .field("user", name)
                     .emit();
                 Ok(false)
             }
@@ -287,6 +306,7 @@ mod tests {
     struct Counting {
         hash: String,
         lookups: AtomicUsize,
+        ldap_checks: AtomicUsize,
         down: Mutex<bool>,
     }
 
@@ -307,16 +327,22 @@ mod tests {
             }))
         }
 
-        fn check_password(&self, _: &str, _: &Password) -> Result<bool, Unavailable> {
-            Ok(false)
+        fn check_password(&self, _: &str, password: &Password) -> Result<bool, Unavailable> {
+            self.ldap_checks.fetch_add(1, Ordering::SeqCst);
+            Ok(password.as_str() == "right")
         }
     }
 
     fn authenticator(expiration: Duration) -> (Arc<Counting>, Authenticator) {
-        let hash = crate::secret::password::hash_bcrypt(&Password::new("right".into()), 4).unwrap();
+        let hash = hash_bcrypt(&Password::new("right".into()), 4).unwrap();
+        ldap_authenticator(expiration, hash)
+    }
+
+    fn ldap_authenticator(expiration: Duration, hash: String) -> (Arc<Counting>, Authenticator) {
         let source = Arc::new(Counting {
             hash,
             lookups: AtomicUsize::new(0),
+            ldap_checks: AtomicUsize::new(0),
             down: Mutex::new(false),
         });
         let authenticator = Authenticator::new(
@@ -325,6 +351,7 @@ mod tests {
             Duration::from_secs(1),
             Secret::new(Vec::new()),
             true,
+            4,
             &[1; 32],
         );
         (source, authenticator)
@@ -405,6 +432,26 @@ mod tests {
         for thread in threads {
             assert_eq!(thread.join().unwrap(), Ok("alice".to_string()));
         }
+        assert_eq!(source.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_ldap_user_is_checked_at_meta_once_then_against_a_kept_bcrypt_hash() {
+        let (source, authenticator) = ldap_authenticator(Duration::from_secs(60), String::new());
+        assert_eq!(
+            login(&authenticator, "alice", "right"),
+            Ok("alice".to_string())
+        );
+        assert_eq!(source.ldap_checks.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            login(&authenticator, "alice", "right"),
+            Ok("alice".to_string())
+        );
+        assert_eq!(
+            login(&authenticator, "alice", "wrong"),
+            Err(AuthError::Failed)
+        );
+        assert_eq!(source.ldap_checks.load(Ordering::SeqCst), 1);
         assert_eq!(source.lookups.load(Ordering::SeqCst), 1);
     }
 }
