@@ -4,7 +4,7 @@
 //! Knows nothing of what a request means.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +31,7 @@ pub fn bind(service: &str, address: &str, io_timeout: Duration) -> io::Result<Bo
     socket.set_write_timeout(Some(io_timeout))?;
     let listener = TcpListener::from(OwnedFd::from(socket));
     let addr = listener.local_addr()?;
+    spawn_accept_waker(addr, io_timeout)?;
     let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|error| io::Error::other(error.to_string()))?;
     log::info("listening")
@@ -38,6 +39,29 @@ pub fn bind(service: &str, address: &str, io_timeout: Duration) -> io::Result<Bo
         .field("addr", addr)
         .emit();
     Ok(Bound { server, addr })
+}
+
+/// Linux applies the listening socket's receive timeout to `accept()` as well, and
+/// tiny_http stops accepting at its first accept error. This thread connects to the
+/// listener every third of the timeout, so `accept()` always returns before the timeout can
+/// fire; the connection closes at once and carries no request.
+fn spawn_accept_waker(addr: SocketAddr, io_timeout: Duration) -> io::Result<()> {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let target = SocketAddr::new(ip, addr.port());
+    let period = io_timeout / 3;
+    std::thread::Builder::new()
+        .name("accept-waker".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(period);
+                let _ = TcpStream::connect_timeout(&target, period);
+            }
+        })?;
+    Ok(())
 }
 
 /// Serves requests until the listener fails: each request on its own thread, at most

@@ -51,6 +51,8 @@ pub enum DiskError {
     Locked { path: PathBuf },
     /// The store file is not a store: not JSON, the wrong shape, or inconsistent.
     Corrupt { path: PathBuf, problem: String },
+    /// The operating system's random source failed while the store was being opened.
+    Random,
 }
 
 impl fmt::Display for DiskError {
@@ -68,6 +70,7 @@ impl fmt::Display for DiskError {
                 "{} is locked by another kapauth process; stop it, or give this one another [meta] dir",
                 path.display()
             ),
+            DiskError::Random => f.write_str("the operating system's random source failed"),
             DiskError::Corrupt { path, problem } => write!(
                 f,
                 "store file {} is unreadable: {problem}; kapauth will not start over it (restore it from a backup, or move it away to start empty)",

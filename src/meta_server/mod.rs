@@ -31,6 +31,8 @@ pub struct MetaServer {
     disk: Mutex<Disk>,
     bcrypt_cost: u32,
     internal_secret: Secret,
+    /// A hash of a random password at the store's cost, checked for unknown users.
+    decoy_hash: String,
 }
 
 /// A mutation that was not made.
@@ -60,7 +62,12 @@ impl MetaServer {
             .field("users", state.users.len())
             .field("roles", state.roles.len())
             .emit();
+        // Nobody can log in as an unknown user, so the decoy's password need not be secret;
+        // its hash gets a random salt like any other.
+        let decoy = Password::new("kapauth decoy".to_string());
+        let decoy_hash = hash_bcrypt(&decoy, meta.bcrypt_cost).map_err(|_| DiskError::Random)?;
         Ok(MetaServer {
+            decoy_hash,
             current: RwLock::new(Arc::new(state)),
             disk: Mutex::new(disk),
             bcrypt_cost: meta.bcrypt_cost,

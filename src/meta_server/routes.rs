@@ -13,14 +13,11 @@ use crate::meta_api::{self, ActionDoc, EntityDoc, ErrorDoc, Permissions, RolesDo
 use crate::query::query_value;
 use crate::secret::basic_auth;
 use crate::secret::jwt::{self, Token};
-use crate::secret::password::{Password, verify_bcrypt};
+use crate::secret::password::{MAX_PASSWORD_BYTES, Password, verify_bcrypt};
 use crate::server::request_header;
 
 /// The largest body a POST may carry (SPEC §8).
 pub const MAX_BODY: u64 = 1024 * 1024;
-
-/// bcrypt never looks past byte 72; a longer password would be silently truncated.
-const MAX_PASSWORD: usize = 72;
 
 /// An answer: status, JSON body (empty for none), and the `Allow` header of a 405.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +60,13 @@ pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
         log::warn("the meta store has no users: the first unauthenticated create becomes an administrator")
             .emit();
     }
-    let (reply, principal) = match authenticate(meta, &state, authorization.as_deref()) {
+    // /ping answers whoever asks, as the meta API's does, so credentials are not read.
+    let authenticated = if path == "/ping" {
+        Ok(Principal::Anonymous)
+    } else {
+        authenticate(meta, &state, authorization.as_deref())
+    };
+    let (reply, principal) = match authenticated {
         Err(reply) => (reply, Principal::Anonymous),
         Ok(principal) => {
             let reply = route(
@@ -105,8 +108,18 @@ pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
             format!("{:.3}ms", started.elapsed().as_secs_f64() * 1000.0),
         )
         .emit();
-    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
-    let content_type = (reply.status != 204).then_some(("Content-Type", "application/json"));
+    let content_type = (!reply.body.is_empty()).then_some(("Content-Type", "application/json"));
+    // Built by hand: tiny_http's from_string would add a text/plain type to empty bodies.
+    let body = reply.body.into_bytes();
+    let length = body.len();
+    let status = tiny_http::StatusCode(reply.status);
+    let mut response = tiny_http::Response::new(
+        status,
+        Vec::new(),
+        std::io::Cursor::new(body),
+        Some(length),
+        None,
+    );
     let allow = reply.allow.map(|allow| ("Allow", allow));
     for (name, value) in content_type.into_iter().chain(allow) {
         if let Some(header) = crate::server::header(name, value) {
@@ -149,7 +162,15 @@ fn authenticate(
     let Some((name, password)) = basic_auth(authorization) else {
         return Err(error(401, "unable to parse authentication credentials"));
     };
+    if state.users.is_empty() {
+        return Err(error(
+            401,
+            "the meta store has no users yet: create the first one without credentials, e.g. curl -d '{\"action\":\"create\",\"user\":{\"name\":\"admin\",\"password\":\"…\"}}' http://HOST:8091/user",
+        ));
+    }
     let Some(user) = state.users.get(&name) else {
+        // The same bcrypt work as for a known user, so timing does not tell which names exist.
+        let _ = verify_bcrypt(&password, &meta.decoy_hash);
         return Err(error(401, "authorization failed"));
     };
     match verify_bcrypt(&password, &user.hash) {
@@ -380,7 +401,7 @@ fn mutation(
         if password.is_empty() {
             return Err(error(400, &format!("empty password for user {name:?}")));
         }
-        if password.len() > MAX_PASSWORD {
+        if password.len() > MAX_PASSWORD_BYTES {
             return Err(error(
                 400,
                 &format!("password for user {name:?} is longer than 72 bytes, bcrypt's limit"),

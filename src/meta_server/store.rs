@@ -105,9 +105,9 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::UserExists(name) => write!(f, "user {name:?} already exists"),
-            StoreError::UserNotFound(_) => f.write_str("user not found"),
+            StoreError::UserNotFound(name) => write!(f, "user {name:?} not found"),
             StoreError::RoleExists(name) => write!(f, "role {name:?} already exists"),
-            StoreError::RoleNotFound(_) => f.write_str("role not found"),
+            StoreError::RoleNotFound(name) => write!(f, "role {name:?} not found"),
             StoreError::NotEmpty => f.write_str(
                 "the store has users now; send the credentials of one holding CreateUserAndRole",
             ),
@@ -450,11 +450,11 @@ mod tests {
         );
         assert_eq!(
             StoreError::UserNotFound(s("x")).to_string(),
-            "user not found"
+            "user \"x\" not found"
         );
         assert_eq!(
             StoreError::RoleNotFound(s("x")).to_string(),
-            "role not found"
+            "role \"x\" not found"
         );
         assert_eq!(
             StoreError::UserExists(s("x")).to_string(),

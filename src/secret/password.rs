@@ -54,7 +54,7 @@ impl std::error::Error for MalformedHash {}
 pub enum HashError {
     /// The cost is outside bcrypt's range of 4 to 31.
     CostOutOfRange(u32),
-    /// The password has 72 bytes or more, and bcrypt would silently ignore its tail.
+    /// The password has more than 72 bytes, and bcrypt would silently ignore its tail.
     PasswordTooLong,
     /// The operating system's random generator failed to give a salt.
     Randomness,
@@ -67,7 +67,7 @@ impl fmt::Display for HashError {
                 write!(formatter, "bcrypt cost {cost} is out of range; use 4 to 31")
             }
             Self::PasswordTooLong => formatter.write_str(
-                "a password of 72 bytes or more cannot be hashed with bcrypt without losing its end",
+                "a password of more than 72 bytes cannot be hashed with bcrypt without losing its end",
             ),
             Self::Randomness => {
                 formatter.write_str("the system random generator failed to give a bcrypt salt")
@@ -105,10 +105,13 @@ pub fn hash_bcrypt(password: &Password, cost: u32) -> Result<String, HashError> 
     hash_bcrypt_with_salt(password, cost, salt)
 }
 
+/// The longest password bcrypt reads in full.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
 /// Hashes `password` with bcrypt at `cost` and the given `salt`, in the `$2a$` form.
 ///
-/// Passwords of 72 bytes or more are refused rather than truncated: a truncated hash in
-/// the cache would accept any password that shares the first 72 bytes.
+/// Passwords over 72 bytes are refused rather than truncated: a truncated hash would
+/// accept any password that shares the first 72 bytes.
 pub fn hash_bcrypt_with_salt(
     password: &Password,
     cost: u32,
@@ -117,7 +120,12 @@ pub fn hash_bcrypt_with_salt(
     if !(MIN_COST..=MAX_COST).contains(&cost) {
         return Err(HashError::CostOutOfRange(cost));
     }
-    bcrypt::non_truncating_hash_with_salt(password.as_str(), cost, salt)
+    // Go's bcrypt, which InfluxDB Enterprise uses, refuses more than 72 bytes and hashes
+    // exactly 72; the crate's non-truncating variant would refuse 72 too.
+    if password.as_str().len() > MAX_PASSWORD_BYTES {
+        return Err(HashError::PasswordTooLong);
+    }
+    bcrypt::hash_with_salt(password.as_str(), cost, salt)
         .map(|parts| parts.format_for_version(bcrypt::Version::TwoA))
         .map_err(|error| match error {
             bcrypt::BcryptError::CostNotAllowed(cost) => HashError::CostOutOfRange(cost),
@@ -306,10 +314,12 @@ mod tests {
             Err(HashError::CostOutOfRange(32))
         );
         assert_eq!(
-            hash_bcrypt_with_salt(&password(&"x".repeat(72)), 4, SALT),
+            hash_bcrypt_with_salt(&password(&"x".repeat(73)), 4, SALT),
             Err(HashError::PasswordTooLong)
         );
-        assert!(hash_bcrypt_with_salt(&password(&"x".repeat(71)), 4, SALT).is_ok());
+        let hash = hash_bcrypt_with_salt(&password(&"x".repeat(72)), 4, SALT).unwrap();
+        assert_eq!(verify_bcrypt(&password(&"x".repeat(72)), &hash), Ok(true));
+        assert_eq!(verify_bcrypt(&password(&"x".repeat(71)), &hash), Ok(false));
     }
 
     #[test]
