@@ -169,10 +169,15 @@ fn copy_request_headers(request: &tiny_http::Request, headers: &mut http::Header
                 .collect()
         })
         .unwrap_or_default();
+    // tiny_http reads a body framed by Transfer-Encoding whatever Content-Length says, as
+    // RFC 9112 §6.3 asks; the forwarded request must be framed the same way, or the
+    // upstream would read a different body (request smuggling).
+    let chunked = request_header(request, "Transfer-Encoding").is_some();
     for incoming in request.headers() {
         let name = incoming.field.as_str().as_str().to_ascii_lowercase();
         let dropped = is_hop_by_hop(&name)
             || connection_listed.contains(&name)
+            || (chunked && name == "content-length")
             // Credentials never reach Kapacitor (SPEC §7); Host is the upstream's; tiny_http
             // has already answered any `Expect: 100-continue`.
             || matches!(name.as_str(), "authorization" | "host" | "expect" | "x-forwarded-proto" | "x-forwarded-host");
