@@ -143,7 +143,7 @@ impl MetaClient {
                 .timeout_global(Some(remaining))
                 .build()
                 .call()
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| describe(&error))?;
             if response.status() != StatusCode::TEMPORARY_REDIRECT {
                 return Ok(response);
             }
@@ -258,6 +258,15 @@ fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|error| format!("reading the answer: {error}"))?;
     serde_json::from_slice(&bytes)
         .map_err(|error| format!("the answer is not the expected JSON: {error}"))
+}
+
+/// A ureq error for the log. A URI error would quote the URI, and the `/authorized` URI
+/// holds a password, so that one is named without it.
+fn describe(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::BadUri(_) => "the meta URI is invalid".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// A `Location` resolved against the URL that answered: absolute URLs as they are, paths
