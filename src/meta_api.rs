@@ -16,8 +16,9 @@ pub struct UsersDoc {
     pub users: Vec<UserDoc>,
 }
 
-/// One user as the meta API shows it. Unknown fields are ignored (SPEC §4).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One user as the meta API shows it. Unknown fields are ignored (SPEC §4). Its `Debug`
+/// never shows the hash.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserDoc {
     pub name: String,
     /// A bcrypt hash; empty when the meta node delegates the password to LDAP.
@@ -25,6 +26,16 @@ pub struct UserDoc {
     pub hash: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub permissions: Permissions,
+}
+
+impl std::fmt::Debug for UserDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDoc")
+            .field("name", &self.name)
+            .field("hash", &"***")
+            .field("permissions", &self.permissions)
+            .finish()
+    }
 }
 
 /// `GET /role` and `GET /role?name=N`.

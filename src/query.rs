@@ -6,22 +6,22 @@
 //! write names, kapauth would check one database while Kapacitor writes to another.
 //!
 //! It never decides access and never sees the path. The raw query is everything after the first
-//! `?` of the request target. A `#` in it is an ordinary byte, as in Go's `url.ParseRequestURI`,
-//! which never splits a fragment off a request target.
+//! `?` of the request target; `handle.rs` refuses a target holding `#` before any of this runs.
 
 /// The first value of `key` in `raw_query`, as Go's `url.ParseQuery(raw_query).Get(key)` reads
 /// it, or `None` where Go's `Get` would return `""` for a key it does not hold.
 ///
 /// Pairs are separated by `&`; a pair containing `;` is dropped; a pair without `=` has the value
-/// `""`; `+` decodes to a space; a pair with an invalid escape is dropped. A pair whose key or
-/// value does not decode to UTF-8 is dropped too (kapauth: Go would keep the raw bytes, but a
-/// name that is not text has no single reading, so it is denied rather than guessed).
+/// `""`; `+` decodes to a space; a pair with an invalid escape is dropped. The first pair whose
+/// key matches wins even when its value is not UTF-8, as in Go: such a value comes back with
+/// U+FFFD in place of the bad bytes, so it can never equal a real name and is denied (kapauth),
+/// instead of a later pair being checked while Kapacitor uses the first.
 pub fn query_value(raw_query: &str, key: &str) -> Option<String> {
     raw_query
         .split('&')
         .filter_map(decode_pair)
-        .find(|(pair_key, _)| pair_key == key)
-        .map(|(_, value)| value)
+        .find(|(pair_key, _)| pair_key == key.as_bytes())
+        .map(|(_, value)| String::from_utf8_lossy(&value).into_owned())
 }
 
 /// `raw_query` without the pieces whose key decodes to exactly `u` or `p`, so credentials never
@@ -40,15 +40,13 @@ pub fn strip_credential_params(raw_query: &str) -> String {
 }
 
 /// Decodes one `&`-separated piece into a key and a value, or drops it as Go does.
-fn decode_pair(piece: &str) -> Option<(String, String)> {
+fn decode_pair(piece: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     // Go 1.17 and later drop a piece containing `;` instead of splitting on it.
     if piece.is_empty() || piece.contains(';') {
         return None;
     }
     let (raw_key, raw_value) = split_key(piece);
-    let key = String::from_utf8(query_unescape(raw_key)?).ok()?;
-    let value = String::from_utf8(query_unescape(raw_value)?).ok()?;
-    Some((key, value))
+    Some((query_unescape(raw_key)?, query_unescape(raw_value)?))
 }
 
 /// Whether a piece is a `u` or `p` parameter once its key is decoded.
@@ -197,10 +195,10 @@ mod tests {
     }
 
     #[test]
-    fn a_pair_that_does_not_decode_to_utf8_is_dropped() {
-        check("db=%FF", "db", None);
-        check("db=%C3", "db", None);
-        check("db=%FF&db=ok", "db", Some("ok"));
+    fn the_first_pair_wins_even_when_its_value_is_not_utf8() {
+        check("db=%FF", "db", Some("\u{FFFD}"));
+        check("db=%C3", "db", Some("\u{FFFD}"));
+        check("db=%FF&db=ok", "db", Some("\u{FFFD}"));
         check("db%FF=x", "db", None);
     }
 

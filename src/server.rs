@@ -3,7 +3,7 @@
 //! CRATE-NOTES), and a thread-per-request loop with a hard cap on requests in flight.
 //! Knows nothing of what a request means.
 
-use std::io;
+use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -65,7 +65,7 @@ fn spawn_accept_waker(addr: SocketAddr, io_timeout: Duration) -> io::Result<()> 
 }
 
 /// Serves requests until the listener fails: each request on its own thread, at most
-/// `max_in_flight` at once; beyond that `overloaded` answers on the accepting thread.
+/// `max_in_flight` at once; beyond that `overloaded` answers.
 pub fn serve<H, O>(
     bound: Bound,
     service: &'static str,
@@ -74,9 +74,11 @@ pub fn serve<H, O>(
     overloaded: O,
 ) where
     H: Fn(tiny_http::Request) + Send + Sync + 'static,
-    O: Fn(tiny_http::Request),
+    O: Fn(tiny_http::Request) + Send + Sync + 'static,
 {
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let refusing = Arc::new(AtomicUsize::new(0));
+    let overloaded = Arc::new(overloaded);
     loop {
         let request = match bound.server.recv() {
             Ok(request) => request,
@@ -90,25 +92,58 @@ pub fn serve<H, O>(
         };
         if in_flight.fetch_add(1, Ordering::AcqRel) >= max_in_flight {
             in_flight.fetch_sub(1, Ordering::AcqRel);
-            overloaded(request);
+            // A 503 waits behind the earlier answers on its connection (tiny_http writes a
+            // connection's answers in order), so it is written off the accepting thread,
+            // by a bounded number of threads; past them, the accepting thread waits.
+            if refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+                refusing.fetch_sub(1, Ordering::AcqRel);
+                overloaded(request);
+            } else {
+                run_in_thread(
+                    service,
+                    "refuse",
+                    Slot(Arc::clone(&refusing)),
+                    Arc::clone(&overloaded),
+                    request,
+                );
+            }
             continue;
         }
-        let slot = Slot(Arc::clone(&in_flight));
-        let handler = Arc::clone(&handler);
-        let spawned = std::thread::Builder::new()
-            .name(format!("{service}-request"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _slot = slot;
-                handler(request);
-            });
-        if let Err(error) = spawned {
-            // The request went down with the closure; the client sees its connection close.
-            log::error("cannot start request thread")
-                .field("service", service)
-                .field("error", error)
-                .emit();
-        }
+        run_in_thread(
+            service,
+            "request",
+            Slot(Arc::clone(&in_flight)),
+            Arc::clone(&handler),
+            request,
+        );
+    }
+}
+
+/// Threads that may be writing 503s at once.
+const MAX_REFUSING: usize = 16;
+
+fn run_in_thread<F>(
+    service: &'static str,
+    role: &str,
+    slot: Slot,
+    work: Arc<F>,
+    request: tiny_http::Request,
+) where
+    F: Fn(tiny_http::Request) + Send + Sync + 'static,
+{
+    let spawned = std::thread::Builder::new()
+        .name(format!("{service}-{role}"))
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let _slot = slot;
+            work(request);
+        });
+    if let Err(error) = spawned {
+        // The request went down with the closure; the client sees its connection close.
+        log::error("cannot start a thread")
+            .field("service", service)
+            .field("error", error)
+            .emit();
     }
 }
 
@@ -133,4 +168,31 @@ pub fn request_header(request: &tiny_http::Request, name: &str) -> Option<String
         .iter()
         .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
         .map(|h| h.value.as_str().to_string())
+}
+
+/// The most of an unwanted chunked body read before a reply; beyond it the client is on its
+/// own connection's consequences.
+const MAX_DRAINED: u64 = 1024 * 1024;
+
+/// Reads and discards a chunked request body that will not be used. tiny_http skips an
+/// unread Content-Length body itself but not a chunked one, whose bytes would otherwise be
+/// parsed as the connection's next request. A client waiting for `100 Continue` has sent
+/// no body, so none is asked for.
+pub fn drain_chunked_body(request: &mut tiny_http::Request) {
+    let chunked = request_header(request, "Transfer-Encoding").is_some();
+    let waiting =
+        request_header(request, "Expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if chunked && !waiting {
+        let _ = std::io::copy(
+            &mut request.as_reader().take(MAX_DRAINED),
+            &mut std::io::sink(),
+        );
+    }
+}
+
+/// Whether a request's `Transfer-Encoding`, if any, is exactly `chunked`: tiny_http decodes
+/// every value as chunked, so any other would be read differently by the next server.
+pub fn framing_is_supported(request: &tiny_http::Request) -> bool {
+    request_header(request, "Transfer-Encoding")
+        .is_none_or(|value| value.trim().eq_ignore_ascii_case("chunked"))
 }

@@ -421,7 +421,7 @@ fn a_write_to_a_database_needs_write_data_on_it_or_gets_kapacitors_plain_text_40
         );
         assert_eq!(
             denied.header("Content-Type"),
-            Some("text/plain; charset=utf-8")
+            Some("application/json; charset=utf-8")
         );
         assert_request_id(&denied);
 
@@ -1092,6 +1092,108 @@ impl TlsStack {
             _ => assert_unavailable(&response),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Regressions found by review, each named after what it broke
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_fragment_in_the_target_is_refused_so_the_path_forwarded_is_the_path_authorized() {
+    let stack = Stack::start(&[]);
+    // KapacitorAPI alone leaves /api/config at none: the config endpoint is denied.
+    stack.create_user("k1", "pw", &[("", &["KapacitorAPI"])]);
+    let auth = basic("k1", "pw");
+    let denied = stack.get("/kapacitor/v1/config", &[("Authorization", &auth)]);
+    assert_eq!(denied.status, 403, "{denied:?}");
+    for target in [
+        "/kapacitor/v1/config#x",
+        "/kapacitor/v1preview/config#x",
+        "/kapacitor/v1/tasks?x=1#f&y=2",
+    ] {
+        let refused = stack.get(target, &[("Authorization", &auth)]);
+        assert_eq!(refused.status, 400, "{target}: {refused:?}");
+        assert_eq!(refused.text(), r#"{"error":"non-canonical request path"}"#);
+    }
+    assert_eq!(stack.echo.requests(), 0);
+}
+
+#[test]
+fn a_database_name_that_is_not_utf8_is_denied_not_skipped() {
+    let stack = Stack::start(&[]);
+    stack.create_user(
+        "w1",
+        "pw",
+        &[("", &["KapacitorAPI"]), ("db1", &["WriteData"])],
+    );
+    let auth = basic("w1", "pw");
+    for target in ["/write?db=%FF", "/write?db=%FF&db=db1"] {
+        let denied = stack.post(target, &[("Authorization", &auth)], b"cpu v=1\n");
+        assert_eq!(denied.status, 401, "{target}: {denied:?}");
+        assert_eq!(
+            denied.text(),
+            "\"w1\" user is not authorized to write to database \"\u{FFFD}\"\n"
+        );
+    }
+    let allowed = stack.post("/write?db=db1", &[("Authorization", &auth)], b"cpu v=1\n");
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert_eq!(stack.echo.requests(), 1);
+}
+
+#[test]
+fn a_transfer_encoding_other_than_chunked_is_refused() {
+    let stack = Stack::start(&[]);
+    stack.create_user("johndoe", "pa5sw0Rd", KAPACITOR);
+    let auth = basic("johndoe", "pa5sw0Rd");
+    let refused = stack.request(
+        "POST",
+        "/kapacitor/v1/tasks",
+        &[
+            ("Authorization", &auth),
+            ("Transfer-Encoding", "gzip, chunked"),
+        ],
+        b"5\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert_eq!(
+        refused.text(),
+        r#"{"error":"unsupported Transfer-Encoding; send chunked or a Content-Length"}"#
+    );
+    assert_eq!(stack.echo.requests(), 0);
+}
+
+#[test]
+fn an_unread_chunked_body_is_never_parsed_as_the_next_request() {
+    let stack = Stack::start(&[]);
+    let smuggled = "GET /kapauth/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let body = format!("{:x}\r\n{smuggled}\r\n0\r\n\r\n", smuggled.len());
+    // No credentials, so kapauth answers 401 itself without using the body; the request
+    // after it on the connection is the real one.
+    let bytes = format!(
+        "POST /kapacitor/v1/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{body}\
+         GET /kapauth/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(stack.gateway.addr()).unwrap();
+    stream.write_all(bytes.as_bytes()).unwrap();
+    // Requests on one connection are handled in order: once the real one is logged, a
+    // smuggled one would have been logged before it.
+    stack
+        .gateway
+        .wait_for_log_lines(1, |line| line.contains("path=/kapauth/health "));
+    let lines = stack.gateway.log_lines();
+    let handled: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("msg=\"http request\""))
+        .collect();
+    assert_eq!(handled.len(), 2, "{handled:#?}");
+    assert!(
+        handled[0].contains("path=/kapacitor/v1/tasks status=401"),
+        "{handled:#?}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.contains("/kapauth/smuggled")),
+        "{lines:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -788,6 +788,32 @@ fn an_expired_or_foreign_or_unexpiring_internal_jwt_is_401() {
         401,
         r#"{"error":"invalid token: token contains an invalid number of segments"}"#,
     );
+    // SPEC §8: internal tokens are HS512; an HS256 one with the right secret is refused.
+    let url = |bytes: &[u8]| {
+        support::base64(bytes)
+            .replace('+', "-")
+            .replace('/', "_")
+            .trim_end_matches('=')
+            .to_string()
+    };
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let signing_input = format!(
+        "{}.{}",
+        url(br#"{"alg":"HS256","typ":"JWT"}"#),
+        url(format!(r#"{{"username":"","exp":{exp}}}"#).as_bytes())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let tag = ring::hmac::sign(&key, signing_input.as_bytes());
+    let hs256 = format!("{signing_input}.{}", url(tag.as_ref()));
+    assert_json(
+        &get(&hs256),
+        401,
+        r#"{"error":"invalid token: unexpected signing method: HS256"}"#,
+    );
 }
 
 #[test]

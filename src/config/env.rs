@@ -138,5 +138,10 @@ mod tests {
             let error = settings_from_flags(&[bad.to_string()]).unwrap_err();
             assert!(matches!(error, ConfigError::BadFlag { .. }), "{bad}");
         }
+        let error = settings_from_flags(&["auth-meta-password=hunter2".to_string()]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--set \"auth-meta-password\" is not section.key=value; write e.g. --set http.bind-address=127.0.0.1:9092"
+        );
     }
 }

@@ -194,10 +194,14 @@ impl fmt::Display for ConfigError {
                     origin_suffix(origin)
                 )
             }
-            ConfigError::BadFlag { text } => write!(
-                f,
-                "--set {text:?} is not section.key=value; write e.g. --set http.bind-address=127.0.0.1:9092"
-            ),
+            ConfigError::BadFlag { text } => {
+                // Only the part before `=`: the value may be a secret.
+                let name = text.split_once('=').map_or(text.as_str(), |(name, _)| name);
+                write!(
+                    f,
+                    "--set {name:?} is not section.key=value; write e.g. --set http.bind-address=127.0.0.1:9092"
+                )
+            }
         }
     }
 }

@@ -103,6 +103,10 @@ impl Upstream {
         let uri: http::Uri = format!("{}{target}", self.base)
             .parse()
             .map_err(|_| ForwardError::BadTarget)?;
+        // The target sent must be the target authorized, byte for byte.
+        if uri.path_and_query().map(|pq| pq.as_str()) != Some(target) {
+            return Err(ForwardError::BadTarget);
+        }
         let mut builder = http::Request::builder().method(method).uri(uri);
         let has_body = request.body_length().is_some_and(|length| length > 0)
             || request_header(request, "Transfer-Encoding").is_some();

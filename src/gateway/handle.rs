@@ -11,7 +11,7 @@ use crate::gateway::authenticate::{AuthError, Authenticator};
 use crate::gateway::authorize::{self, Decision, Denial};
 use crate::gateway::credentials::parse_credentials;
 use crate::gateway::forward::{Client, ForwardError, Upstream};
-use crate::gateway::request_path::canonical_path;
+use crate::gateway::request_path::{canonical_path, split_target};
 use crate::gateway::respond::{self, Reply};
 use crate::log;
 use crate::query::{query_value, strip_credential_params};
@@ -38,9 +38,10 @@ pub fn handle(gateway: &Arc<Gateway>, mut request: tiny_http::Request) {
     let id = gateway.ids.next();
     let method = request.method().as_str().to_string();
     let target = request.url().to_string();
-    let (raw_path, raw_query) = match target.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (target.as_str(), None),
+    let split = split_target(&target);
+    let (raw_path, raw_query) = match &split {
+        Ok((path, query)) => (*path, *query),
+        Err(_) => (target.as_str(), None),
     };
     let remote = request.remote_addr().copied();
     let mut story = Story {
@@ -48,7 +49,14 @@ pub fn handle(gateway: &Arc<Gateway>, mut request: tiny_http::Request) {
         reason: None,
     };
 
-    let reply = match decide(gateway, &request, &method, raw_path, raw_query, &mut story) {
+    let decided = match split {
+        Err(problem) => {
+            story.reason = Some(problem.to_string());
+            Some(respond::non_canonical_path())
+        }
+        Ok(_) => decide(gateway, &request, &method, raw_path, raw_query, &mut story),
+    };
+    let reply = match decided {
         Some(reply) => reply,
         None => {
             let forward_target = match raw_query.map(strip_credential_params) {
@@ -96,6 +104,7 @@ pub fn handle(gateway: &Arc<Gateway>, mut request: tiny_http::Request) {
         }
     };
     let status = reply.status;
+    crate::server::drain_chunked_body(&mut request);
     send(request, reply, &id);
     access_line(
         gateway, &id, remote, &method, raw_path, status, started, &story,
@@ -112,6 +121,11 @@ fn decide(
     raw_query: Option<&str>,
     story: &mut Story,
 ) -> Option<Reply> {
+    // tiny_http reads any Transfer-Encoding as chunked; Kapacitor would not (kapauth).
+    if !crate::server::framing_is_supported(request) {
+        story.reason = Some("unsupported Transfer-Encoding".to_string());
+        return Some(respond::unsupported_framing());
+    }
     // The path authorized must be the path Kapacitor routes (SPEC §7).
     let path = match canonical_path(raw_path) {
         Ok(path) => path,

@@ -26,6 +26,9 @@ pub enum NonCanonical {
     Nul,
     /// The percent-decoded bytes are not valid UTF-8.
     NotUtf8,
+    /// A `#` anywhere in the target: clients never send a fragment, and an HTTP library
+    /// would cut the target there, so the request forwarded would not be the one authorized.
+    Fragment,
     /// A `.` or `..` segment, written plainly or percent-encoded (`%2e`, `%2E%2e`).
     DotSegment,
     /// An empty segment before the last one: `//`, `/a//b`.
@@ -42,6 +45,7 @@ impl fmt::Display for NonCanonical {
             NonCanonical::EncodedSlash => "request path has an encoded \"/\" (%2F)",
             NonCanonical::Nul => "request path has a NUL byte",
             NonCanonical::NotUtf8 => "request path is not valid UTF-8 once percent-decoded",
+            NonCanonical::Fragment => "request target has a \"#\"",
             NonCanonical::DotSegment => "request path has a \".\" or \"..\" segment",
             NonCanonical::EmptySegment => "request path has an empty segment (\"//\")",
         };
@@ -50,6 +54,18 @@ impl fmt::Display for NonCanonical {
 }
 
 impl std::error::Error for NonCanonical {}
+
+/// Splits a request target into its raw path and raw query (without the `?`), refusing a
+/// target that holds `#` anywhere.
+pub fn split_target(target: &str) -> Result<(&str, Option<&str>), NonCanonical> {
+    if target.contains('#') {
+        return Err(NonCanonical::Fragment);
+    }
+    Ok(match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    })
+}
 
 /// Decodes `raw_path` (the request target before its first `?`, still percent-encoded) into the
 /// path that is authorized, or says why it is not canonical.
@@ -265,6 +281,22 @@ mod tests {
             let message = reason.to_string();
             assert!(message.starts_with("request path "), "{message}");
             assert!(!message.ends_with('.'), "{message}");
+        }
+    }
+
+    #[test]
+    fn targets_split_at_the_first_question_mark_and_never_hold_a_fragment() {
+        type Split<'a> = Result<(&'a str, Option<&'a str>), NonCanonical>;
+        let cases: &[(&str, Split)] = &[
+            ("/a", Ok(("/a", None))),
+            ("/a?", Ok(("/a", Some("")))),
+            ("/a?x=1?y", Ok(("/a", Some("x=1?y")))),
+            ("/kapacitor/v1/config#x", Err(NonCanonical::Fragment)),
+            ("/a?x=1#frag&y=2", Err(NonCanonical::Fragment)),
+            ("/a%23b", Ok(("/a%23b", None))),
+        ];
+        for (target, expected) in cases {
+            assert_eq!(split_target(target), *expected, "{target}");
         }
     }
 }

@@ -39,12 +39,12 @@ pub fn denied(user: &str, denial: &Denial) -> Reply {
                 go_quote(path)
             ),
         ),
-        // Kapacitor answers this one with Go's http.Error: plain text and a newline.
+        // Kapacitor's writeError writes the message and a newline as they are, under the
+        // JSON Content-Type its handler set before; the body is the one non-JSON one (SPEC §6).
         Denial::Database { db } => Reply {
             status: 401,
             headers: vec![
-                ("Content-Type", "text/plain; charset=utf-8".to_string()),
-                ("X-Content-Type-Options", "nosniff".to_string()),
+                ("Content-Type", JSON.to_string()),
                 ("WWW-Authenticate", "Basic realm=\"kapacitor\"".to_string()),
             ],
             body: format!(
@@ -59,6 +59,14 @@ pub fn denied(user: &str, denial: &Denial) -> Reply {
 /// 400 for a path that is not canonical (SPEC §7).
 pub fn non_canonical_path() -> Reply {
     json_error(400, "non-canonical request path")
+}
+
+/// 400 for a `Transfer-Encoding` other than `chunked` (kapauth).
+pub fn unsupported_framing() -> Reply {
+    json_error(
+        400,
+        "unsupported Transfer-Encoding; send chunked or a Content-Length",
+    )
 }
 
 /// 503 when the meta API cannot answer within `meta-timeout` (SPEC §4, kapauth).
@@ -243,11 +251,7 @@ mod tests {
             401,
             "\"bob\" user is not authorized to write to database \"my db\"\n",
         );
-        assert!(
-            write
-                .headers
-                .contains(&("Content-Type", "text/plain; charset=utf-8".to_string()))
-        );
+        assert!(write.headers.contains(&("Content-Type", JSON.to_string())));
     }
 
     #[test]

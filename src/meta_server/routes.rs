@@ -109,6 +109,7 @@ pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
         )
         .emit();
     let content_type = (!reply.body.is_empty()).then_some(("Content-Type", "application/json"));
+    crate::server::drain_chunked_body(&mut request);
     // Built by hand: tiny_http's from_string would add a text/plain type to empty bodies.
     let body = reply.body.into_bytes();
     let length = body.len();
@@ -148,7 +149,8 @@ fn authenticate(
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let claims = jwt::verify(&Token::new(token.to_string()), &meta.internal_secret, now)
+        let token = Token::new(token.to_string());
+        let claims = jwt::verify(&token, &meta.internal_secret, now)
             .map_err(|e| error(401, &format!("invalid token: {e}")))?;
         // SPEC §8: the internal token must carry an expiry.
         if !claims
@@ -156,6 +158,17 @@ fn authenticate(
             .is_some_and(|exp| exp.as_f64().is_some_and(|exp| exp > 0.0))
         {
             return Err(error(401, "token expiration required"));
+        }
+        // SPEC §8: internal tokens are HS512; the other HMACs are refused here.
+        match jwt::header_algorithm(&token) {
+            Some(algorithm) if algorithm == "HS512" => {}
+            other => {
+                let algorithm = other.unwrap_or_default();
+                return Err(error(
+                    401,
+                    &format!("invalid token: unexpected signing method: {algorithm}"),
+                ));
+            }
         }
         return Ok(Principal::Internal);
     }

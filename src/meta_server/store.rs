@@ -11,8 +11,8 @@ use crate::meta_api::{self, Permissions, RoleDoc, UserDoc};
 /// Permissions by scope (`""` for every database), each scope a set of tokens.
 pub type Grants = BTreeMap<String, BTreeSet<String>>;
 
-/// One user: a bcrypt hash and direct permissions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One user: a bcrypt hash and direct permissions. Its `Debug` never shows the hash.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub hash: String,
     pub permissions: Grants,
@@ -33,8 +33,9 @@ pub struct State {
 }
 
 /// One change the API can ask for. Hashes are computed before a mutation is built, so
-/// applying one is fast and never runs bcrypt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// applying one is fast and never runs bcrypt. Its `Debug` shows the change and the name,
+/// never a hash.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Mutation {
     /// The first user, created without credentials; refused once any user exists.
     Bootstrap {
@@ -84,6 +85,35 @@ pub enum Mutation {
         name: String,
         users: Vec<String>,
     },
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("hash", &"***")
+            .field("permissions", &self.permissions)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Mutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (change, name) = match self {
+            Mutation::Bootstrap { name, .. } => ("Bootstrap", name),
+            Mutation::CreateUser { name, .. } => ("CreateUser", name),
+            Mutation::DeleteUser { name } => ("DeleteUser", name),
+            Mutation::ChangePassword { name, .. } => ("ChangePassword", name),
+            Mutation::AddUserPermissions { name, .. } => ("AddUserPermissions", name),
+            Mutation::RemoveUserPermissions { name, .. } => ("RemoveUserPermissions", name),
+            Mutation::CreateRole { name, .. } => ("CreateRole", name),
+            Mutation::DeleteRole { name } => ("DeleteRole", name),
+            Mutation::AddRolePermissions { name, .. } => ("AddRolePermissions", name),
+            Mutation::RemoveRolePermissions { name, .. } => ("RemoveRolePermissions", name),
+            Mutation::AddRoleUsers { name, .. } => ("AddRoleUsers", name),
+            Mutation::RemoveRoleUsers { name, .. } => ("RemoveRoleUsers", name),
+        };
+        write!(f, "{change}({name:?})")
+    }
 }
 
 /// A mutation that does not fit the current state.
@@ -568,5 +598,25 @@ mod tests {
         assert_eq!(granted[""].len(), 18);
         assert!(!granted[""].contains("NoPermissions"));
         assert!(granted[""].contains("CreateUserAndRole"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_hash() {
+        let hash = "$2a$04$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234";
+        let mutation = Mutation::CreateUser {
+            name: s("u"),
+            hash: s(hash),
+            permissions: Grants::new(),
+        };
+        let state = State::default().apply(&mutation).unwrap();
+        let user_doc = state.user_doc("u").unwrap();
+        for shown in [
+            format!("{mutation:?}"),
+            format!("{state:?}"),
+            format!("{user_doc:?}"),
+        ] {
+            assert!(!shown.contains("$2a$"), "{shown}");
+        }
+        assert_eq!(format!("{mutation:?}"), "CreateUser(\"u\")");
     }
 }

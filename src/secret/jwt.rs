@@ -235,6 +235,15 @@ pub fn username_from_claims(claims: &Map<String, Value>) -> Result<String, Claim
 }
 
 /// Signs `claims` with HS512 under `secret` and returns the compact token, header
+/// The `alg` of a token's header, when the header decodes to a JSON object holding one.
+/// Says nothing of the signature: call it after `verify`.
+pub fn header_algorithm(token: &Token) -> Option<String> {
+    let header = token.as_str().split('.').next()?;
+    let bytes = base64::decode_url_nopad(header)?;
+    let object: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    object.get("alg")?.as_str().map(str::to_string)
+}
+
 /// `{"alg":"HS512","typ":"JWT"}`. The caller builds the claims; for meta credentials
 /// they are `{"username":"","exp":now+300}` (SPEC §4).
 pub fn sign_hs512(claims: &Value, secret: &Secret) -> String {

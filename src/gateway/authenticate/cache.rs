@@ -11,13 +11,22 @@ use std::time::{Duration, Instant};
 use crate::gateway::authorize::Grants;
 use crate::secret::password::Proof;
 
-/// What meta said about a user, as the gateway needs it.
-#[derive(Debug)]
+/// What meta said about a user, as the gateway needs it. Its `Debug` never shows the hash.
 pub struct UserRecord {
     pub name: String,
     /// bcrypt hash from meta; empty when meta delegates passwords to LDAP.
     pub hash: String,
     pub grants: Grants,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("name", &self.name)
+            .field("hash", &"***")
+            .field("grants", &self.grants)
+            .finish()
+    }
 }
 
 /// A cached user: the record, and proofs of the last password that verified and the last

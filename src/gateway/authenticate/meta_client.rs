@@ -12,7 +12,7 @@ use ureq::http::StatusCode;
 use super::{MetaSource, MetaUser, Unavailable};
 use crate::config::Auth;
 use crate::log;
-use crate::meta_api::{RolesDoc, UsersDoc};
+use crate::meta_api::{ErrorDoc, RolesDoc, UsersDoc};
 use crate::query::encode_component;
 use crate::secret::basic_header;
 use crate::secret::jwt::{self, Secret};
@@ -89,13 +89,13 @@ impl MetaClient {
         })
     }
 
-    /// Retries `attempt` with backoff until `meta-timeout` runs out.
+    /// Retries `attempt` with backoff until `deadline`.
     fn with_retries<T>(
         &self,
         what: &str,
+        deadline: Instant,
         mut attempt: impl FnMut(Instant) -> Attempt<T>,
     ) -> Result<T, Unavailable> {
-        let deadline = Instant::now() + self.timeout;
         let cap = self.timeout / 3;
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -157,59 +157,80 @@ impl MetaClient {
         Err(format!("more than {MAX_REDIRECTS} redirects"))
     }
 
-    fn roles_of(&self, name: &str) -> Result<Vec<crate::meta_api::RoleDoc>, Unavailable> {
-        self.with_retries("GET /role", |deadline| match self.get("/role", deadline) {
-            Ok(response) if response.status() == StatusCode::OK => {
-                match read_json::<RolesDoc>(response) {
-                    Ok(doc) => {
-                        let roles = doc
-                            .roles
-                            .into_iter()
-                            .filter(|role| role.users.iter().any(|u| u == name))
-                            .collect();
-                        Attempt::Done(roles)
+    fn roles_of(
+        &self,
+        name: &str,
+        deadline: Instant,
+    ) -> Result<Vec<crate::meta_api::RoleDoc>, Unavailable> {
+        self.with_retries("GET /role", deadline, |deadline| {
+            match self.get("/role", deadline) {
+                Ok(response) if response.status() == StatusCode::OK => {
+                    match read_json::<RolesDoc>(response) {
+                        Ok(doc) => {
+                            let roles = doc
+                                .roles
+                                .into_iter()
+                                .filter(|role| role.users.iter().any(|u| u == name))
+                                .collect();
+                            Attempt::Done(roles)
+                        }
+                        Err(reason) => Attempt::Retry(reason),
                     }
-                    Err(reason) => Attempt::Retry(reason),
                 }
+                Ok(response) => {
+                    Attempt::Retry(format!("GET /role answered {}", response.status().as_u16()))
+                }
+                Err(reason) => Attempt::Retry(reason),
             }
-            Ok(response) => {
-                Attempt::Retry(format!("GET /role answered {}", response.status().as_u16()))
-            }
-            Err(reason) => Attempt::Retry(reason),
         })
     }
 }
 
 impl MetaSource for MetaClient {
     fn user(&self, name: &str) -> Result<Option<MetaUser>, Unavailable> {
+        // One deadline for the user and its roles: a lookup never outlasts meta-timeout.
+        let deadline = Instant::now() + self.timeout;
         let path = format!("/user?name={}", encode_component(name));
-        let user = self.with_retries("GET /user", |deadline| match self.get(&path, deadline) {
-            Ok(response) if response.status() == StatusCode::NOT_FOUND => Attempt::Done(None),
-            Ok(response) if response.status() == StatusCode::OK => {
-                match read_json::<UsersDoc>(response) {
-                    Ok(doc) => {
-                        let mut matching = doc.users.into_iter().filter(|user| user.name == name);
-                        match (matching.next(), matching.next()) {
-                            (Some(user), None) => Attempt::Done(Some(user)),
-                            (None, _) => Attempt::Done(None),
-                            (Some(_), Some(_)) => {
-                                Attempt::Retry(format!("meta listed user {name:?} twice"))
+        let user = self.with_retries("GET /user", deadline, |deadline| {
+            match self.get(&path, deadline) {
+                // Only the meta API's own "user not found" means unknown: a 404 from anything
+                // else (a wrong meta-addr) is an unusable answer.
+                Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                    match read_json::<ErrorDoc>(response) {
+                        Ok(doc) if doc.error == "user not found" => Attempt::Done(None),
+                        _ => Attempt::Retry(
+                            "GET /user answered 404 without {\"error\":\"user not found\"}"
+                                .to_string(),
+                        ),
+                    }
+                }
+                Ok(response) if response.status() == StatusCode::OK => {
+                    match read_json::<UsersDoc>(response) {
+                        Ok(doc) => {
+                            let mut matching =
+                                doc.users.into_iter().filter(|user| user.name == name);
+                            match (matching.next(), matching.next()) {
+                                (Some(user), None) => Attempt::Done(Some(user)),
+                                (None, _) => Attempt::Done(None),
+                                (Some(_), Some(_)) => {
+                                    Attempt::Retry(format!("meta listed user {name:?} twice"))
+                                }
                             }
                         }
+                        Err(reason) => Attempt::Retry(reason),
                     }
-                    Err(reason) => Attempt::Retry(reason),
                 }
+                Ok(response) => {
+                    Attempt::Retry(format!("GET /user answered {}", response.status().as_u16()))
+                }
+                Err(reason) => Attempt::Retry(reason),
             }
-            Ok(response) => {
-                Attempt::Retry(format!("GET /user answered {}", response.status().as_u16()))
-            }
-            Err(reason) => Attempt::Retry(reason),
         })?;
         let Some(user) = user else {
             return Ok(None);
         };
         let roles = if self.resolve_roles {
-            self.roles_of(name)?
+            self.roles_of(name, deadline)?
         } else {
             Vec::new()
         };
@@ -222,16 +243,18 @@ impl MetaSource for MetaClient {
             encode_component(name),
             encode_component(password.as_str())
         );
-        self.with_retries("GET /authorized", |deadline| {
-            match self.get(&path, deadline) {
+        self.with_retries(
+            "GET /authorized",
+            Instant::now() + self.timeout,
+            |deadline| match self.get(&path, deadline) {
                 Ok(response) => match response.status().as_u16() {
                     200 => Attempt::Done(true),
                     401 | 403 | 404 => Attempt::Done(false),
                     other => Attempt::Retry(format!("GET /authorized answered {other}")),
                 },
                 Err(reason) => Attempt::Retry(reason),
-            }
-        })
+            },
+        )
     }
 }
 
@@ -260,12 +283,20 @@ fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|error| format!("the answer is not the expected JSON: {error}"))
 }
 
-/// A ureq error for the log. A URI error would quote the URI, and the `/authorized` URI
-/// holds a password, so that one is named without it.
+/// A ureq error for the log, as a fixed text per kind: some ureq errors quote the URI, and
+/// the `/authorized` URI holds a password.
 fn describe(error: &ureq::Error) -> String {
     match error {
-        ureq::Error::BadUri(_) => "the meta URI is invalid".to_string(),
-        other => other.to_string(),
+        ureq::Error::Io(io) => format!("i/o error: {}", io.kind()),
+        ureq::Error::Timeout(timeout) => format!("timeout: {timeout:?}"),
+        ureq::Error::HostNotFound => "host not found".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        ureq::Error::Rustls(tls) => format!("tls: {tls}"),
+        ureq::Error::Tls(tls) => format!("tls: {tls}"),
+        ureq::Error::RequireHttpsOnly(_) => "redirected away from https".to_string(),
+        ureq::Error::Protocol(_) => "http protocol error".to_string(),
+        ureq::Error::BodyExceedsLimit(limit) => format!("answer larger than {limit} bytes"),
+        _ => "request failed".to_string(),
     }
 }
 

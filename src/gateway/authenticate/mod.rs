@@ -69,6 +69,8 @@ pub struct Authenticator {
     resolve_roles: bool,
     /// Cost of the hashes kept for LDAP users.
     bcrypt_cost: u32,
+    /// A hash at `bcrypt_cost`, checked for unknown users (empty if hashing failed).
+    decoy_hash: String,
     /// How long a request waits for another request's lookup of the same user.
     wait_limit: Duration,
 }
@@ -91,9 +93,11 @@ impl Authenticator {
             shared_secret,
             resolve_roles,
             bcrypt_cost,
-            // The leader's lookup is bounded by meta-timeout, its bcrypt run by the cost;
-            // the margin covers the latter.
-            wait_limit: meta_timeout + Duration::from_secs(5),
+            decoy_hash: hash_bcrypt(&Password::new("kapauth decoy".to_string()), bcrypt_cost)
+                .unwrap_or_default(),
+            // The leader's lookup is bounded by meta-timeout, an LDAP check by another, a
+            // bcrypt run by its cost; the margin covers the latter.
+            wait_limit: meta_timeout * 2 + Duration::from_secs(5),
         }
     }
 
@@ -115,7 +119,20 @@ impl Authenticator {
     }
 
     fn with_password(&self, name: &str, password: &Password) -> Result<Arc<UserRecord>, AuthError> {
-        let entry = self.entry(name, Some(password))?;
+        // An empty password proves nothing, and an LDAP server may take it for an anonymous
+        // bind that succeeds.
+        if password.as_str().is_empty() {
+            return Err(AuthError::Failed);
+        }
+        let entry = match self.entry(name, Some(password)) {
+            Err(AuthError::Failed) => {
+                // The same bcrypt work as for a known user, so timing does not tell which
+                // names exist.
+                let _ = verify_bcrypt(password, &self.decoy_hash);
+                return Err(AuthError::Failed);
+            }
+            other => other?,
+        };
         let record = &entry.record;
         if entry
             .verified
@@ -453,5 +470,13 @@ mod tests {
         );
         assert_eq!(source.ldap_checks.load(Ordering::SeqCst), 1);
         assert_eq!(source.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_empty_password_fails_without_asking_meta_or_ldap() {
+        let (source, authenticator) = ldap_authenticator(Duration::from_secs(60), String::new());
+        assert_eq!(login(&authenticator, "alice", ""), Err(AuthError::Failed));
+        assert_eq!(source.lookups.load(Ordering::SeqCst), 0);
+        assert_eq!(source.ldap_checks.load(Ordering::SeqCst), 0);
     }
 }
