@@ -90,32 +90,18 @@ pub fn serve<H, O>(
                 return;
             }
         };
-        if in_flight.fetch_add(1, Ordering::AcqRel) >= max_in_flight {
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-            // A 503 waits behind the earlier answers on its connection (tiny_http writes a
-            // connection's answers in order), so it is written off the accepting thread,
-            // by a bounded number of threads; past them, the accepting thread waits.
-            if refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
-                refusing.fetch_sub(1, Ordering::AcqRel);
-                overloaded(request);
-            } else {
-                run_in_thread(
-                    service,
-                    "refuse",
-                    Slot(Arc::clone(&refusing)),
-                    Arc::clone(&overloaded),
-                    request,
-                );
-            }
-            continue;
+        // A 503 waits behind the earlier answers on its connection (tiny_http writes a
+        // connection's answers in order), so it too is written off the accepting thread, by
+        // a bounded number of threads; past them, the accepting thread writes it and waits.
+        match Slot::claim(&in_flight, max_in_flight) {
+            Some(slot) => run_in_thread(service, "request", slot, Arc::clone(&handler), request),
+            None => match Slot::claim(&refusing, MAX_REFUSING) {
+                Some(slot) => {
+                    run_in_thread(service, "refuse", slot, Arc::clone(&overloaded), request)
+                }
+                None => overloaded(request),
+            },
         }
-        run_in_thread(
-            service,
-            "request",
-            Slot(Arc::clone(&in_flight)),
-            Arc::clone(&handler),
-            request,
-        );
     }
 }
 
@@ -149,6 +135,17 @@ fn run_in_thread<F>(
 
 /// One place in flight, given back when the request's thread ends, even by a panic.
 struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place under `counter` if fewer than `max` are taken.
+    fn claim(counter: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        if counter.fetch_add(1, Ordering::AcqRel) >= max {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(Arc::clone(counter)))
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
