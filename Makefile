@@ -4,7 +4,7 @@ GNU_TARGET := x86_64-unknown-linux-gnu
 MUSL_TARGET := x86_64-unknown-linux-musl
 ADVISORY_DB ?= ../shared/advisory-db
 
-.PHONY: build run test lint static musl audit bench clean
+.PHONY: build run test lint static static-pie musl audit bench clean
 
 build:
 	$(CARGO) build --release --locked
@@ -22,10 +22,16 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-# A statically linked release binary for the gnu target.
+# A statically linked release binary for the gnu target (non-PIE: `file` says
+# "statically linked"). `static-pie` keeps position independence, so the loader can
+# randomize where the code lands; its output is in target/static-pie/.
 static:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked --target $(GNU_TARGET)
+	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" $(CARGO) build --release --locked --target $(GNU_TARGET)
 	@file target/$(GNU_TARGET)/release/kapauth
+
+static-pie:
+	RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=target/static-pie $(CARGO) build --release --locked --target $(GNU_TARGET)
+	@file target/static-pie/$(GNU_TARGET)/release/kapauth
 
 musl:
 	@if rustup target list --installed 2>/dev/null | grep -qx '$(MUSL_TARGET)'; then \
