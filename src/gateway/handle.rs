@@ -85,20 +85,22 @@ pub fn handle(gateway: &Arc<Gateway>, mut request: tiny_http::Request) {
                 }
                 Err(error) => {
                     let name = gateway.upstream.name();
-                    story.reason = Some(match &error {
-                        ForwardError::Unreachable(reason) => {
-                            format!("upstream unreachable: {reason}")
-                        }
-                        ForwardError::Timeout => "upstream timeout".to_string(),
-                        ForwardError::BadTarget => "target cannot be forwarded".to_string(),
-                    });
-                    match error {
-                        ForwardError::Unreachable(reason) => {
-                            respond::upstream_unreachable(name, &reason)
-                        }
-                        ForwardError::Timeout => respond::upstream_timeout(name),
-                        ForwardError::BadTarget => respond::non_canonical_path(),
-                    }
+                    let (reason, reply) = match error {
+                        ForwardError::Unreachable(reason) => (
+                            format!("upstream unreachable: {reason}"),
+                            respond::upstream_unreachable(name, &reason),
+                        ),
+                        ForwardError::Timeout => (
+                            "upstream timeout".to_string(),
+                            respond::upstream_timeout(name),
+                        ),
+                        ForwardError::BadTarget => (
+                            "target cannot be forwarded".to_string(),
+                            respond::non_canonical_path(),
+                        ),
+                    };
+                    story.reason = Some(reason);
+                    reply
                 }
             }
         }
