@@ -105,10 +105,16 @@ pub fn main() -> i32 {
             0
         }
         Command::CheckConfig(options) => match load(&options) {
-            Ok((effective, _)) => {
-                print!("{}", effective.render());
-                0
-            }
+            Ok((effective, config)) => match crate::http::tls::check(&config) {
+                Ok(()) => {
+                    print!("{}", effective.render());
+                    0
+                }
+                Err(error) => {
+                    eprintln!("kapauth: config: {error}");
+                    1
+                }
+            },
             Err(error) => config_failed(&error),
         },
         Command::Serve(options) => match load(&options) {

@@ -7,11 +7,11 @@
 pub mod cli;
 pub mod config;
 pub mod gateway;
+pub mod http;
 pub mod log;
 pub mod meta_api;
 pub mod meta_server;
 pub mod query;
 pub mod secret;
 pub mod serve;
-pub mod server;
 pub mod tls;

@@ -9,30 +9,31 @@ use ring::rand::{SecureRandom, SystemRandom};
 use crate::config::Config;
 use crate::gateway::authenticate::meta_client::MetaClient;
 use crate::gateway::authenticate::{Authenticator, MetaSource, MetaUser, Unavailable};
-use crate::gateway::forward::Upstream;
 use crate::gateway::handle::{self, Gateway, RequestIds};
 use crate::gateway::respond;
+use crate::http::client::Upstream;
+use crate::http::{self, Limits, Request};
 use crate::log;
 use crate::meta_server::MetaServer;
 use crate::secret::jwt::Secret;
 use crate::secret::password::Password;
-use crate::server;
 
-/// Runs the gateway until its listener fails; returns the exit code.
+/// Runs the gateway for as long as the process lives; returns the exit code of a failed start.
 pub fn run(config: &Config) -> i32 {
-    match start(config) {
-        Ok(()) => 1,
-        Err(message) => {
-            log::error("cannot start")
-                .field("service", "gateway")
-                .field("error", message)
-                .emit();
-            1
-        }
+    if let Err(message) = start(config) {
+        log::error("cannot start")
+            .field("service", "gateway")
+            .field("error", message)
+            .emit();
     }
+    1
 }
 
 fn start(config: &Config) -> Result<(), String> {
+    // TLS material first: a bad file stops the start before anything listens.
+    let gateway_tls =
+        http::tls::listener("http", config.http.tls.as_ref()).map_err(|e| e.to_string())?;
+    let upstream_tls = http::tls::upstream(&config.gateway).map_err(|e| e.to_string())?;
     let random = SystemRandom::new();
     let mut key = [0u8; 32];
     let mut prefix = [0u8; 8];
@@ -47,9 +48,7 @@ fn start(config: &Config) -> Result<(), String> {
             log::warn("the embedded meta store has no users: the first unauthenticated create on the meta API becomes an administrator; create it now")
                 .emit();
         }
-        meta_server
-            .spawn_api(&config.meta)
-            .map_err(|e| format!("meta API on {}: {e}", config.meta.bind_address))?;
+        meta_server.spawn_api(config)?;
         Arc::new(Embedded(meta_server))
     } else {
         Arc::new(MetaClient::new(&config.auth).map_err(|e| e.to_string())?)
@@ -70,26 +69,32 @@ fn start(config: &Config) -> Result<(), String> {
             .emit();
         None
     };
+    let upstream = Upstream::new(
+        &config.gateway.upstream,
+        config.gateway.upstream_timeout,
+        upstream_tls,
+        config.gateway.max_concurrent_requests,
+    )?;
     let gateway = Arc::new(Gateway {
         authenticator,
-        upstream: Upstream::new(&config.gateway),
+        upstream,
         log_enabled: config.http.log_enabled,
         ids: RequestIds::new(u64::from_be_bytes(prefix)),
     });
-    let bound = server::bind(
-        "gateway",
-        &config.http.bind_address,
-        config.gateway.upstream_timeout,
-    )
-    .map_err(|e| format!("listen on {}: {e}", config.http.bind_address))?;
-    let handler = Arc::new(move |request| handle::handle(&gateway, request));
-    server::serve(
-        bound,
-        "gateway",
-        config.gateway.max_concurrent_requests,
-        handler,
-        |request| handle::send(request, respond::overloaded(), "-"),
-    );
+    let listener = http::server::bind("gateway", &config.http.bind_address, gateway_tls)
+        .map_err(|e| format!("listen on {}: {e}", config.http.bind_address))?;
+    let http_limits = &config.http.limits;
+    let limits = Limits {
+        read_header_timeout: http_limits.read_header_timeout,
+        idle_timeout: http_limits.idle_timeout,
+        max_connections: http_limits.max_connections,
+        max_connections_per_client: http_limits.max_connections_per_client,
+        max_in_flight: config.gateway.max_concurrent_requests,
+        busy_message: respond::OVERLOADED,
+        log: config.http.log_enabled,
+    };
+    let handler = move |request: Request<'_>| handle::handle(&gateway, request);
+    http::server::serve(listener, "gateway", limits, Arc::new(handler));
     Ok(())
 }
 

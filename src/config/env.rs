@@ -125,7 +125,7 @@ mod tests {
         let error = super::super::layer(&settings).unwrap_err().to_string();
         assert_eq!(
             error,
-            "unknown key [meta] dri (from KAPAUTH_META_DRI); known keys: bind-address, dir, bcrypt-cost, internal-shared-secret"
+            "unknown key [meta] dri (from KAPAUTH_META_DRI); known keys: bind-address, dir, bcrypt-cost, internal-shared-secret, https-enabled, https-certificate, https-private-key"
         );
     }
 

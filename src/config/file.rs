@@ -182,7 +182,7 @@ default-retention-policy = ""
     #[test]
     fn a_stock_kapacitor_conf_is_read_for_http_and_auth_only() {
         let config = parse(KAPACITOR_CONF).expect("a kapacitor.conf loads");
-        assert_eq!(config.http.bind_address, "0.0.0.0:9092");
+        assert_eq!(config.http.bind_address, "[::]:9092");
         assert!(config.auth_on());
         assert_eq!(config.auth.cache_expiration, Duration::from_secs(3600));
         assert_eq!(config.auth.bcrypt_cost, 4);
@@ -223,7 +223,7 @@ default-retention-policy = ""
         );
         check_error(
             "[gateway]\nupstrem = \"http://127.0.0.1:9093\"\n",
-            "unknown key [gateway] upstrem (k.conf line 2); known keys: upstream, max-concurrent-requests, upstream-timeout",
+            "unknown key [gateway] upstrem (k.conf line 2); known keys: upstream, max-concurrent-requests, upstream-timeout, upstream-ca",
         );
         check_error(
             "[meta]\ndir = \"/x\"\n[meta]\ndir = \"/y\"\n",
@@ -246,6 +246,6 @@ default-retention-policy = ""
     #[test]
     fn an_empty_file_gives_the_defaults() {
         let config = parse("").expect("empty is valid");
-        assert_eq!(config.http.bind_address, "0.0.0.0:9092");
+        assert_eq!(config.http.bind_address, "[::]:9092");
     }
 }

@@ -31,6 +31,26 @@ pub struct Http {
     pub auth_enabled: bool,
     pub shared_secret: SecretText,
     pub log_enabled: bool,
+    /// `https-enabled`: the gateway's certificate and key.
+    pub tls: Option<ListenerTls>,
+    pub limits: HttpLimits,
+}
+
+/// The HTTP core's bounds on a listener's connections (SPEC §10), for both listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub read_header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+}
+
+/// The certificate chain and key of an HTTPS listener, as Kapacitor names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub certificate: PathBuf,
+    /// `None`: the key is in the certificate file.
+    pub private_key: Option<PathBuf>,
 }
 
 /// `[auth]`: Kapacitor's meta-authentication keys plus kapauth's `meta-timeout` and
@@ -67,6 +87,8 @@ pub struct Gateway {
     pub upstream: String,
     pub max_concurrent_requests: usize,
     pub upstream_timeout: Duration,
+    /// CA bundle for an `https://` upstream; `None` trusts the web PKI roots.
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// `[meta]`: the meta server, run by `kapauth meta` or embedded in `serve`.
@@ -76,6 +98,8 @@ pub struct Meta {
     pub dir: PathBuf,
     pub bcrypt_cost: u32,
     pub internal_shared_secret: SecretText,
+    /// `https-enabled`: the meta API's certificate and key.
+    pub tls: Option<ListenerTls>,
 }
 
 impl Config {
@@ -236,6 +260,10 @@ pub struct KeySpec {
 }
 
 const COST: Kind = Kind::Int { min: 4, max: 31 };
+const CONNECTIONS: Kind = Kind::Int {
+    min: 1,
+    max: 1_000_000,
+};
 
 /// Every key kapauth reads, in the order `check-config` prints them (SPEC §9).
 pub const KEYS: &[KeySpec] = &[
@@ -247,6 +275,10 @@ pub const KEYS: &[KeySpec] = &[
     spec("http", "https-private-key", Kind::Text, ""),
     spec("http", "shared-secret", Kind::Secret, ""),
     spec("http", "log-enabled", Kind::Bool, "true"),
+    spec("http", "read-header-timeout", Kind::Duration, "10s"),
+    spec("http", "idle-timeout", Kind::Duration, "120s"),
+    spec("http", "max-connections", CONNECTIONS, "1024"),
+    spec("http", "max-connections-per-client", CONNECTIONS, "256"),
     spec("http", "write-tracing", Kind::Ignored, ""),
     spec("http", "pprof-enabled", Kind::Ignored, ""),
     spec("http", "shutdown-timeout", Kind::Ignored, ""),
@@ -276,10 +308,14 @@ pub const KEYS: &[KeySpec] = &[
         "256",
     ),
     spec("gateway", "upstream-timeout", Kind::Duration, "60s"),
+    spec("gateway", "upstream-ca", Kind::Text, ""),
     spec("meta", "bind-address", Kind::Text, "127.0.0.1:8091"),
     spec("meta", "dir", Kind::Text, "/var/lib/kapauth/meta"),
     spec("meta", "bcrypt-cost", COST, "10"),
     spec("meta", "internal-shared-secret", Kind::Secret, ""),
+    spec("meta", "https-enabled", Kind::Bool, "false"),
+    spec("meta", "https-certificate", Kind::Text, ""),
+    spec("meta", "https-private-key", Kind::Text, ""),
 ];
 
 /// The sections kapauth owns; every other section of a kapacitor.conf is ignored.
@@ -347,19 +383,20 @@ impl Effective {
         } else {
             None
         };
-        if self.bool("http", "https-enabled") {
-            return Err(self.invalid(
-                "http",
-                "https-enabled",
-                "is not supported by kapauth yet; terminate TLS in front of kapauth and set https-enabled = false",
-            ));
-        }
         Ok(Config {
             http: Http {
                 bind_address: self.bind_address("http", "bind-address")?,
                 auth_enabled: self.bool("http", "auth-enabled"),
                 shared_secret: self.secret("http", "shared-secret"),
                 log_enabled: self.bool("http", "log-enabled"),
+                tls: self.listener_tls("http")?,
+                limits: HttpLimits {
+                    read_header_timeout: self.positive_duration("http", "read-header-timeout")?,
+                    idle_timeout: self.positive_duration("http", "idle-timeout")?,
+                    max_connections: self.int("http", "max-connections") as usize,
+                    max_connections_per_client: self.int("http", "max-connections-per-client")
+                        as usize,
+                },
             },
             auth: Auth {
                 enabled: self.bool("auth", "enabled"),
@@ -377,12 +414,14 @@ impl Effective {
                 upstream: self.upstream()?,
                 max_concurrent_requests: self.int("gateway", "max-concurrent-requests") as usize,
                 upstream_timeout: self.positive_duration("gateway", "upstream-timeout")?,
+                upstream_ca: self.path("gateway", "upstream-ca"),
             },
             meta: Meta {
                 bind_address: self.bind_address("meta", "bind-address")?,
                 dir: self.dir()?,
                 bcrypt_cost: self.cost("meta", "bcrypt-cost"),
                 internal_shared_secret: self.secret("meta", "internal-shared-secret"),
+                tls: self.listener_tls("meta")?,
             },
         })
     }
@@ -552,6 +591,25 @@ impl Effective {
         }
     }
 
+    /// `https-enabled` and its files in `[section]`: the certificate is required, the key
+    /// may be in the certificate file.
+    fn listener_tls(&self, section: &str) -> Result<Option<ListenerTls>, ConfigError> {
+        if !self.bool(section, "https-enabled") {
+            return Ok(None);
+        }
+        let certificate = self.path(section, "https-certificate").ok_or_else(|| {
+            self.invalid(
+                section,
+                "https-certificate",
+                "is empty but https-enabled is true; write the path of a PEM certificate (and its key, or set https-private-key)",
+            )
+        })?;
+        Ok(Some(ListenerTls {
+            certificate,
+            private_key: self.path(section, "https-private-key"),
+        }))
+    }
+
     fn dir(&self) -> Result<PathBuf, ConfigError> {
         self.path("meta", "dir").ok_or_else(|| {
             self.invalid(
@@ -563,13 +621,13 @@ impl Effective {
     }
 }
 
-/// `":9092"` (Go's all-interfaces form) becomes `"0.0.0.0:9092"`; anything else must be
-/// `host:port` with a numeric port.
+/// `":9092"` (Go's all-interfaces form) becomes `"[::]:9092"`, which the HTTP core binds
+/// dual-stack, IPv4 included; anything else must be `host:port` with a numeric port.
 pub fn normalize_bind_address(text: &str) -> Option<String> {
     let text = text.trim();
     if let Some(port) = text.strip_prefix(':') {
         port.parse::<u16>().ok()?;
-        return Some(format!("0.0.0.0:{port}"));
+        return Some(format!("[::]:{port}"));
     }
     host_port(text).map(|_| text.to_string())
 }
@@ -734,7 +792,19 @@ mod tests {
     #[test]
     fn every_default_is_valid_and_matches_the_spec() {
         let config = build(&[]).expect("defaults are valid");
-        assert_eq!(config.http.bind_address, "0.0.0.0:9092");
+        assert_eq!(config.http.bind_address, "[::]:9092");
+        assert_eq!(
+            config.http.limits,
+            HttpLimits {
+                read_header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(120),
+                max_connections: 1024,
+                max_connections_per_client: 256,
+            }
+        );
+        assert_eq!(config.http.tls, None);
+        assert_eq!(config.meta.tls, None);
+        assert_eq!(config.gateway.upstream_ca, None);
         assert!(config.http.auth_enabled && config.auth.enabled && config.auth_on());
         assert_eq!(config.auth.cache_expiration, Duration::from_secs(600));
         assert_eq!(config.auth.bcrypt_cost, 10);
@@ -805,11 +875,23 @@ mod tests {
         );
         check_error(
             &[s("http", "https-enabled", "true")],
-            "[http] https-enabled = true (from TEST_VAR) is not supported by kapauth yet; terminate TLS in front of kapauth and set https-enabled = false",
+            "[http] https-certificate = \"\" (default) is empty but https-enabled is true; write the path of a PEM certificate (and its key, or set https-private-key)",
+        );
+        check_error(
+            &[s("meta", "https-enabled", "true")],
+            "[meta] https-certificate = \"\" (default) is empty but https-enabled is true; write the path of a PEM certificate (and its key, or set https-private-key)",
+        );
+        check_error(
+            &[s("http", "max-connections", "0")],
+            "[http] max-connections = \"0\" (from TEST_VAR) is out of range; write a whole number from 1 to 1000000",
+        );
+        check_error(
+            &[s("http", "read-header-timeout", "0s")],
+            "[http] read-header-timeout = \"0s\" (from TEST_VAR) must be longer than zero; write e.g. \"10s\"",
         );
         check_error(
             &[s("http", "no-such-key", "1")],
-            "unknown key [http] no-such-key (from TEST_VAR); known keys: bind-address, auth-enabled, https-enabled, https-certificate, https-private-key, shared-secret, log-enabled",
+            "unknown key [http] no-such-key (from TEST_VAR); known keys: bind-address, auth-enabled, https-enabled, https-certificate, https-private-key, shared-secret, log-enabled, read-header-timeout, idle-timeout, max-connections, max-connections-per-client",
         );
     }
 
@@ -871,7 +953,7 @@ mod tests {
     #[test]
     fn bind_addresses_and_host_ports_are_checked() {
         let cases: &[(&str, Option<&str>)] = &[
-            (":9092", Some("0.0.0.0:9092")),
+            (":9092", Some("[::]:9092")),
             ("127.0.0.1:0", Some("127.0.0.1:0")),
             ("localhost:9092", Some("localhost:9092")),
             ("[::1]:9092", Some("[::1]:9092")),

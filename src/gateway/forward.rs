@@ -1,18 +1,16 @@
-//! Forwarding an allowed request to Kapacitor (SPEC §7) with ureq: same method and raw
-//! target (minus `u` and `p`), headers minus `Authorization` and hop-by-hop ones plus
-//! `X-Forwarded-*`, bodies streamed both ways, upstream status, headers and body passed
-//! back as they are, redirects never followed. Decides nothing about access.
+//! Forwarding an allowed request to Kapacitor (SPEC §7): what is sent is decided by two
+//! pure functions, `forward_target` (the raw target minus `u` and `p`, every other byte
+//! kept) and `forward_fields` (the client's fields minus credentials, hop-by-hop and
+//! framing fields, plus `X-Forwarded-*`); `forward` hands them to the HTTP core's upstream
+//! pool and passes Kapacitor's answer back as it is, streamed. Decides nothing about access.
 
-use std::io::{self, Read};
-use std::time::Duration;
+use std::net::IpAddr;
 
-use ureq::Agent;
-use ureq::http::{self, HeaderName, HeaderValue};
+use crate::http::client::{Outgoing, Upstream, UpstreamError};
+use crate::http::{Fields, Request, RequestBody, Response};
+use crate::query::strip_credential_params;
 
-use crate::config::Gateway;
-use crate::server::request_header;
-
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1), never forwarded.
+/// Fields that describe one hop, not the message (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -25,242 +23,231 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// The most kapauth buffers of a response whose length it must know first: tiny_http
-/// buffers a body of unknown length for HTTP/1.0 clients and for `TE` requests.
-const MAX_BUFFERED_RESPONSE: u64 = 16 * 1024 * 1024;
+/// Fields kapauth replaces or must not pass: credentials never reach Kapacitor (SPEC §7);
+/// `Host` is the upstream's; the core answers `Expect` and writes the body's framing; the
+/// `X-Forwarded-*` fields are rewritten below.
+const REPLACED: &[&str] = &[
+    "authorization",
+    "host",
+    "expect",
+    "content-length",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
 
 /// Why a request did not reach Kapacitor or its answer did not come back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ForwardError {
     /// Kapacitor could not be reached: 502.
     Unreachable(String),
     /// Kapacitor did not answer within `upstream-timeout`: 504.
     Timeout,
-    /// The request target is not one ureq can send: 400.
-    BadTarget,
+    /// The exchange with Kapacitor failed half-way: 502.
+    Broken(String),
+    /// The client's body could not be read (malformed chunks, cut short): 400.
+    ClientBody(String),
 }
 
 /// The client side of a forwarded request, for `X-Forwarded-*`.
-pub struct Client<'a> {
-    pub addr: Option<std::net::SocketAddr>,
-    pub host: Option<&'a str>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSide<'a> {
+    pub addr: IpAddr,
+    /// The client's `Host`, if it sent one.
+    pub host: Option<&'a [u8]>,
+    /// Whether the client reached kapauth over TLS.
+    pub secure: bool,
 }
 
-/// The upstream Kapacitor and the pool of connections to it.
-pub struct Upstream {
-    agent: Agent,
-    base: String,
-}
-
-/// Kapacitor's answer, ready for tiny_http.
-pub type Answer = tiny_http::Response<Box<dyn Read + Send>>;
-
-impl Upstream {
-    pub fn new(gateway: &Gateway) -> Upstream {
-        let timeout = gateway.upstream_timeout;
-        let config = Agent::config_builder()
-            // Every client default a gateway relies on, set here (STYLE): statuses and
-            // redirects are the client's to see, no proxy from the environment, no
-            // headers of ureq's own, any method, and a pool as wide as the concurrency.
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .proxy(None)
-            .https_only(false)
-            .allow_non_standard_methods(true)
-            .user_agent(ureq::config::AutoHeaderValue::None)
-            .accept(ureq::config::AutoHeaderValue::None)
-            .accept_encoding(ureq::config::AutoHeaderValue::None)
-            .no_delay(true)
-            .max_idle_connections(gateway.max_concurrent_requests)
-            .max_idle_connections_per_host(gateway.max_concurrent_requests)
-            .timeout_global(None)
-            .timeout_connect(Some(timeout.min(Duration::from_secs(10))))
-            .timeout_recv_response(Some(timeout))
-            .timeout_per_read(Some(timeout))
-            .timeout_per_write(Some(timeout))
-            .build();
-        Upstream {
-            agent: config.new_agent(),
-            base: gateway.upstream.clone(),
-        }
-    }
-
-    /// The upstream address, as errors name it.
-    pub fn name(&self) -> &str {
-        &self.base
-    }
-
-    /// Sends `request` to Kapacitor at `target` (path and query, credentials removed) and
-    /// returns its answer with a streaming body.
-    pub fn forward(
-        &self,
-        request: &mut tiny_http::Request,
-        target: &str,
-        client: &Client,
-    ) -> Result<Answer, ForwardError> {
-        let method = http::Method::from_bytes(request.method().as_str().as_bytes())
-            .map_err(|_| ForwardError::BadTarget)?;
-        let uri: http::Uri = format!("{}{target}", self.base)
-            .parse()
-            .map_err(|_| ForwardError::BadTarget)?;
-        // The target sent must be the target authorized, byte for byte.
-        if uri.path_and_query().map(|pq| pq.as_str()) != Some(target) {
-            return Err(ForwardError::BadTarget);
-        }
-        let mut builder = http::Request::builder().method(method).uri(uri);
-        let has_body = request.body_length().is_some_and(|length| length > 0)
-            || request_header(request, "Transfer-Encoding").is_some();
-        if let Some(headers) = builder.headers_mut() {
-            copy_request_headers(request, headers);
-            add_forwarded(headers, client);
-        }
-        let buffered_by_tiny_http = *request.http_version() <= tiny_http::HTTPVersion(1, 0)
-            || request_header(request, "TE").is_some();
-        // Two arms, not one body value: SendBody's lifetime is invariant, and a request
-        // without a body must not turn into a chunked one.
-        let response = if has_body {
-            let body = ureq::SendBody::from_reader(request.as_reader());
-            self.agent
-                .run(builder.body(body).map_err(|_| ForwardError::BadTarget)?)
-        } else {
-            self.agent.run(
-                builder
-                    .body(ureq::SendBody::none())
-                    .map_err(|_| ForwardError::BadTarget)?,
-            )
-        }
-        .map_err(forward_error)?;
-        Ok(answer(response, buffered_by_tiny_http))
+/// The target Kapacitor receives: the raw path and query as the client sent them, minus the
+/// `u` and `p` parameters; no `?` at all when nothing else is left.
+pub fn forward_target(raw_path: &str, raw_query: Option<&str>) -> String {
+    match raw_query.map(strip_credential_params) {
+        Some(query) if !query.is_empty() => format!("{raw_path}?{query}"),
+        _ => raw_path.to_string(),
     }
 }
 
-fn answer(response: http::Response<ureq::Body>, buffered_by_tiny_http: bool) -> Answer {
-    let status = response.status().as_u16();
-    let length = response
-        .headers()
-        .get("Content-Length")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<usize>().ok());
-    let headers: Vec<tiny_http::Header> = response
-        .headers()
-        .iter()
-        .filter(|(name, _)| !is_hop_by_hop(name.as_str()) && *name != http::header::CONTENT_LENGTH)
-        .filter_map(|(name, value)| {
-            tiny_http::Header::from_bytes(name.as_str().as_bytes(), value.as_bytes()).ok()
-        })
+/// The fields Kapacitor receives: the client's, in order, without hop-by-hop fields, those
+/// its `Connection` names, and `REPLACED`; then `X-Forwarded-For` (the client's chain plus
+/// its address), `X-Forwarded-Proto` and `X-Forwarded-Host`.
+pub fn forward_fields(incoming: &Fields, client: &ClientSide) -> Fields {
+    let listed: Vec<&[u8]> = incoming
+        .all("Connection")
+        .flat_map(|value| value.split(|b| *b == b','))
+        .map(crate::http::head::trim)
         .collect();
-    let body = response.into_body().into_reader();
-    let reader: Box<dyn Read + Send> = if length.is_none() && buffered_by_tiny_http {
-        Box::new(Capped {
-            inner: body,
-            left: MAX_BUFFERED_RESPONSE,
-        })
-    } else {
-        Box::new(body)
+    let mut fields = Fields::with_capacity(512, incoming.len() + 3);
+    for (name, value) in incoming.iter() {
+        let dropped = HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+            || REPLACED.iter().any(|own| name.eq_ignore_ascii_case(own))
+            || listed
+                .iter()
+                .any(|item| item.eq_ignore_ascii_case(name.as_bytes()));
+        if !dropped {
+            fields.push(name, value);
+        }
+    }
+    let mut chain: Vec<u8> = Vec::new();
+    for earlier in incoming.all("X-Forwarded-For") {
+        chain.extend_from_slice(earlier);
+        chain.extend_from_slice(b", ");
+    }
+    chain.extend_from_slice(client.addr.to_string().as_bytes());
+    fields.push("X-Forwarded-For", &chain);
+    let proto: &[u8] = if client.secure { b"https" } else { b"http" };
+    fields.push("X-Forwarded-Proto", proto);
+    if let Some(host) = client.host {
+        fields.push("X-Forwarded-Host", host);
+    }
+    fields
+}
+
+/// Sends the allowed `request` to Kapacitor at `target` and returns its answer, streaming.
+pub fn forward<'u>(
+    upstream: &'u Upstream,
+    request: &mut Request<'_>,
+    target: &str,
+) -> Result<Response<'u>, ForwardError> {
+    let client = ClientSide {
+        addr: request.remote.ip().to_canonical(),
+        host: request.head.fields.get("Host"),
+        secure: request.secure,
     };
-    // A known length stays a Content-Length: tiny_http would otherwise switch large
-    // bodies to chunked encoding.
-    tiny_http::Response::new(tiny_http::StatusCode(status), headers, reader, length, None)
-        .with_chunked_threshold(usize::MAX)
+    let fields = forward_fields(&request.head.fields, &client);
+    let method = request.head.method.clone();
+    let framing = request.framing();
+    let mut body = request.body();
+    let outgoing = match framing {
+        RequestBody::None => Outgoing::None,
+        RequestBody::Length(length) => Outgoing::Length(length, &mut body),
+        RequestBody::Chunked => Outgoing::Chunked(&mut body),
+    };
+    let answer =
+        upstream
+            .send(&method, target, &fields, outgoing)
+            .map_err(|error| match error {
+                UpstreamError::Unreachable(reason) => ForwardError::Unreachable(reason),
+                UpstreamError::Timeout => ForwardError::Timeout,
+                UpstreamError::Broken(reason) => ForwardError::Broken(reason),
+                UpstreamError::ClientBody(error) => ForwardError::ClientBody(error.to_string()),
+            })?;
+    Ok(Response {
+        status: answer.status,
+        reason: answer.reason,
+        fields: answer.fields,
+        body: answer.body,
+    })
 }
 
-fn copy_request_headers(request: &tiny_http::Request, headers: &mut http::HeaderMap) {
-    let connection_listed: Vec<String> = request_header(request, "Connection")
-        .map(|value| {
-            value
-                .split(',')
-                .map(|name| name.trim().to_ascii_lowercase())
-                .collect()
-        })
-        .unwrap_or_default();
-    // tiny_http reads a body framed by Transfer-Encoding whatever Content-Length says, as
-    // RFC 9112 §6.3 asks; the forwarded request must be framed the same way, or the
-    // upstream would read a different body (request smuggling).
-    let chunked = request_header(request, "Transfer-Encoding").is_some();
-    for incoming in request.headers() {
-        let name = incoming.field.as_str().as_str().to_ascii_lowercase();
-        let dropped = is_hop_by_hop(&name)
-            || connection_listed.contains(&name)
-            || (chunked && name == "content-length")
-            // Credentials never reach Kapacitor (SPEC §7); Host is the upstream's; tiny_http
-            // has already answered any `Expect: 100-continue`.
-            || matches!(name.as_str(), "authorization" | "host" | "expect" | "x-forwarded-proto" | "x-forwarded-host");
-        if dropped {
-            continue;
-        }
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(incoming.value.as_str().as_bytes()),
-        ) {
-            headers.append(name, value);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn check_target(raw_path: &str, raw_query: Option<&str>, expected: &str) {
+        assert_eq!(
+            forward_target(raw_path, raw_query),
+            expected,
+            "{raw_path} {raw_query:?}"
+        );
     }
-}
 
-fn add_forwarded(headers: &mut http::HeaderMap, client: &Client) {
-    if let Some(addr) = client.addr {
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {}", addr.ip()),
-            None => addr.ip().to_string(),
+    #[test]
+    fn the_target_keeps_every_byte_but_the_credentials() {
+        check_target("/kapacitor/v1/tasks", None, "/kapacitor/v1/tasks");
+        check_target("/kapacitor/v1/tasks", Some(""), "/kapacitor/v1/tasks");
+        check_target(
+            "/kapacitor/v1/tasks",
+            Some("u=a&p=b"),
+            "/kapacitor/v1/tasks",
+        );
+        check_target("/write", Some("db=x&u=a&p=b&rp=y"), "/write?db=x&rp=y");
+        check_target("/write", Some("p=b&db=%2Fx+y"), "/write?db=%2Fx+y");
+        check_target("/a%20b", Some("q=%zz&u=a"), "/a%20b?q=%zz");
+        check_target("/x", Some("u=a;b=c"), "/x?u=a;b=c");
+        check_target("/x", Some("%75=a&%70=b&up=c"), "/x?up=c");
+    }
+
+    fn fields(list: &[(&str, &str)]) -> Fields {
+        let mut fields = Fields::default();
+        for (name, value) in list {
+            fields.push(name, value.as_bytes());
+        }
+        fields
+    }
+
+    fn check_fields(incoming: &[(&str, &str)], client: ClientSide, expected: &[(&str, &str)]) {
+        let got: Vec<(String, String)> = forward_fields(&fields(incoming), &client)
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    String::from_utf8_lossy(value).into_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        assert_eq!(got, expected, "{incoming:?}");
+    }
+
+    #[test]
+    fn forwarded_fields_drop_credentials_hops_and_framing_and_add_x_forwarded() {
+        let local = ClientSide {
+            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            host: Some(b"gw:9092"),
+            secure: false,
         };
-        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert("x-forwarded-for", value);
-        }
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(host) = client
-        .host
-        .and_then(|host| HeaderValue::from_str(host).ok())
-    {
-        headers.insert("x-forwarded-host", host);
-    }
-}
-
-fn forward_error(error: ureq::Error) -> ForwardError {
-    match error {
-        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
-            ForwardError::Unreachable("connect timed out".to_string())
-        }
-        ureq::Error::Timeout(_) => ForwardError::Timeout,
-        ureq::Error::Io(io)
-            if io.kind() == io::ErrorKind::TimedOut || io.kind() == io::ErrorKind::WouldBlock =>
-        {
-            ForwardError::Timeout
-        }
-        ureq::Error::Io(io) => ForwardError::Unreachable(io.kind().to_string()),
-        ureq::Error::ConnectionFailed => ForwardError::Unreachable("connection failed".to_string()),
-        ureq::Error::HostNotFound => ForwardError::Unreachable("host not found".to_string()),
-        other => ForwardError::Unreachable(other.to_string()),
-    }
-}
-
-fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
-}
-
-/// A reader that fails past `left` bytes, so a body tiny_http must buffer stays bounded.
-struct Capped<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            // Anything more would have to sit in memory: fail and let the connection close.
-            let mut probe = [0u8; 1];
-            return match self.inner.read(&mut probe)? {
-                0 => Ok(0),
-                _ => Err(io::Error::other(
-                    "response too large to buffer for an HTTP/1.0 or TE client",
-                )),
-            };
-        }
-        let limit = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let read = self.inner.read(&mut buf[..limit])?;
-        self.left -= read as u64;
-        Ok(read)
+        let v6_tls = ClientSide {
+            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            host: None,
+            secure: true,
+        };
+        let added = [
+            ("X-Forwarded-For", "127.0.0.1"),
+            ("X-Forwarded-Proto", "http"),
+            ("X-Forwarded-Host", "gw:9092"),
+        ];
+        check_fields(
+            &[("Accept", "*/*")],
+            local,
+            &[&[("Accept", "*/*")][..], &added].concat(),
+        );
+        check_fields(
+            &[
+                ("Host", "gw:9092"),
+                ("Authorization", "Basic eDp5"),
+                ("Content-Length", "5"),
+                ("Transfer-Encoding", "chunked"),
+                ("Expect", "100-continue"),
+                ("Connection", "keep-alive, X-Secret"),
+                ("X-Secret", "s"),
+                ("Keep-Alive", "timeout=5"),
+                ("TE", "trailers"),
+                ("Trailer", "X"),
+                ("Upgrade", "h2c"),
+                ("Proxy-Authorization", "Basic eDp5"),
+                ("Proxy-Connection", "keep-alive"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "evil"),
+                ("content-type", "application/json"),
+            ],
+            local,
+            &[&[("content-type", "application/json")][..], &added].concat(),
+        );
+        check_fields(
+            &[
+                ("X-Forwarded-For", "10.0.0.1"),
+                ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
+            ],
+            v6_tls,
+            &[
+                ("X-Forwarded-For", "10.0.0.1, 10.0.0.2, 10.0.0.3, ::1"),
+                ("X-Forwarded-Proto", "https"),
+            ],
+        );
     }
 }

@@ -3,21 +3,21 @@
 //! next line here. Writes the access line at the end, naming the outcome and never a
 //! credential.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::gateway::authenticate::{AuthError, Authenticator};
 use crate::gateway::authorize::{self, Decision, Denial};
 use crate::gateway::credentials::parse_credentials;
-use crate::gateway::forward::{Client, ForwardError, Upstream};
-use crate::gateway::request_path::{canonical_path, split_target};
+use crate::gateway::forward::{self, ForwardError};
+use crate::gateway::request_path::{NonCanonical, canonical_path, split_target};
 use crate::gateway::respond::{self, Reply};
+use crate::http::client::Upstream;
+use crate::http::{Body, Delivered, Fields, Request, RequestHead, Response};
 use crate::log;
-use crate::query::{query_value, strip_credential_params};
-use crate::server::request_header;
+use crate::query::query_value;
 
-/// Everything a request needs, shared by all request threads.
+/// Everything a request needs, shared by all connection threads.
 pub struct Gateway {
     /// `None` when auth is off: every request is forwarded.
     pub authenticator: Option<Authenticator>,
@@ -26,119 +26,94 @@ pub struct Gateway {
     pub ids: RequestIds,
 }
 
+/// What the checks decided: answer here, or forward. Forwarding is the outcome the code
+/// must name; nothing reaches Kapacitor by falling through.
+#[must_use]
+#[derive(Debug)]
+pub enum Verdict {
+    Answer(Reply),
+    Forward,
+}
+
 /// What the access line says of a request.
 struct Story {
     user: String,
     reason: Option<String>,
 }
 
-/// Serves one request.
-pub fn handle(gateway: &Arc<Gateway>, mut request: tiny_http::Request) {
+/// Serves one request: decides, answers or forwards, writes one access line.
+pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
     let started = Instant::now();
     let id = gateway.ids.next();
-    let method = request.method().as_str().to_string();
-    let target = request.url().to_string();
+    let mut story = Story {
+        user: "-".to_string(),
+        reason: None,
+    };
+    let target = request.head.target.clone();
     let split = split_target(&target);
     let (raw_path, raw_query) = match &split {
         Ok((path, query)) => (*path, *query),
         Err(_) => (target.as_str(), None),
     };
-    let remote = request.remote_addr().copied();
-    let mut story = Story {
-        user: "-".to_string(),
-        reason: None,
-    };
-
-    let decided = match split {
-        Err(problem) => {
-            story.reason = Some(problem.to_string());
-            Some(respond::non_canonical_path())
-        }
-        Ok(_) => decide(gateway, &request, &method, raw_path, raw_query, &mut story),
-    };
-    let reply = match decided {
-        Some(reply) => reply,
-        None => {
-            let forward_target = match raw_query.map(strip_credential_params) {
-                Some(query) if !query.is_empty() => format!("{raw_path}?{query}"),
-                _ => raw_path.to_string(),
-            };
-            let host = request_header(&request, "Host");
-            let client = Client {
-                addr: remote,
-                host: host.as_deref(),
-            };
-            match gateway
-                .upstream
-                .forward(&mut request, &forward_target, &client)
-            {
-                Ok(answer) => {
-                    let status = answer.status_code().0;
-                    let result = request.respond(answer);
-                    if let Err(error) = result {
-                        story.reason = Some(format!("response not delivered: {error}"));
-                    }
-                    access_line(
-                        gateway, &id, remote, &method, raw_path, status, started, &story,
-                    );
-                    return;
-                }
+    let response = match decide(gateway, &request.head, split, &mut story) {
+        Verdict::Answer(reply) => reply_response(reply, &id),
+        Verdict::Forward => {
+            let forward_target = forward::forward_target(raw_path, raw_query);
+            match forward::forward(&gateway.upstream, &mut request, &forward_target) {
+                Ok(response) => response,
                 Err(error) => {
-                    let name = gateway.upstream.name();
-                    let (reason, reply) = match error {
-                        ForwardError::Unreachable(reason) => (
-                            format!("upstream unreachable: {reason}"),
-                            respond::upstream_unreachable(name, &reason),
-                        ),
-                        ForwardError::Timeout => (
-                            "upstream timeout".to_string(),
-                            respond::upstream_timeout(name),
-                        ),
-                        ForwardError::BadTarget => (
-                            "target cannot be forwarded".to_string(),
-                            respond::non_canonical_path(),
-                        ),
-                    };
+                    let (reason, reply) = forward_failure(gateway.upstream.name(), error);
                     story.reason = Some(reason);
-                    reply
+                    reply_response(reply, &id)
                 }
             }
         }
     };
-    let status = reply.status;
-    crate::server::drain_chunked_body(&mut request);
-    send(request, reply, &id);
+    let method = request.head.method.clone();
+    let remote = request.remote;
+    let delivered = request.respond(response);
+    if let Some(error) = delivered.error() {
+        story.reason = Some(format!("response not delivered: {error}"));
+    }
     access_line(
-        gateway, &id, remote, &method, raw_path, status, started, &story,
+        gateway,
+        &id,
+        remote,
+        &method,
+        raw_path,
+        delivered.status(),
+        started,
+        &story,
     );
+    delivered
 }
 
-/// The checks of SPEC §1–§7 in order: `Some(reply)` answers the request here, `None`
-/// forwards it.
+/// The checks of SPEC §1–§7 in order, each a call into the file that owns it.
 fn decide(
     gateway: &Gateway,
-    request: &tiny_http::Request,
-    method: &str,
-    raw_path: &str,
-    raw_query: Option<&str>,
+    head: &RequestHead,
+    split: Result<(&str, Option<&str>), NonCanonical>,
     story: &mut Story,
-) -> Option<Reply> {
-    // tiny_http reads any Transfer-Encoding as chunked; Kapacitor would not (kapauth).
-    if !crate::server::framing_is_supported(request) {
-        story.reason = Some("unsupported Transfer-Encoding".to_string());
-        return Some(respond::unsupported_framing());
-    }
+) -> Verdict {
+    let method = head.method.as_str();
     // The path authorized must be the path Kapacitor routes (SPEC §7).
+    let (raw_path, raw_query) = match split {
+        Ok(parts) => parts,
+        Err(problem) => {
+            story.reason = Some(problem.to_string());
+            return Verdict::Answer(respond::non_canonical_path());
+        }
+    };
     let path = match canonical_path(raw_path) {
         Ok(path) => path,
         Err(problem) => {
             story.reason = Some(problem.to_string());
-            return Some(respond::non_canonical_path());
+            return Verdict::Answer(respond::non_canonical_path());
         }
     };
     // kapauth's own endpoints never reach Kapacitor (SPEC §6).
     if path == "/kapauth" || path.starts_with("/kapauth/") {
-        return Some(if method == "GET" && path == "/kapauth/health" {
+        return Verdict::Answer(if method == "GET" && path == "/kapauth/health" {
             respond::health()
         } else {
             respond::own_path_not_found()
@@ -146,42 +121,73 @@ fn decide(
     }
     // Kapacitor answers every preflight before authentication (SPEC §2).
     if method.eq_ignore_ascii_case("OPTIONS") {
-        return None;
+        return Verdict::Forward;
     }
-    let authenticator = gateway.authenticator.as_ref()?;
-    let authorization = request_header(request, "Authorization");
-    let credentials = match parse_credentials(authorization.as_deref(), raw_query) {
+    let Some(authenticator) = gateway.authenticator.as_ref() else {
+        // Auth is off ([http] auth-enabled or [auth] enabled is false), which serve.rs
+        // warns about at every start: every request is forwarded unchecked.
+        return Verdict::Forward;
+    };
+    authenticate_and_authorize(authenticator, head, &path, raw_query, story)
+}
+
+/// SPEC §1–§5 for a request that needs credentials.
+fn authenticate_and_authorize(
+    authenticator: &Authenticator,
+    head: &RequestHead,
+    path: &str,
+    raw_query: Option<&str>,
+    story: &mut Story,
+) -> Verdict {
+    let authorization = head.fields.get_str("Authorization");
+    let credentials = match parse_credentials(authorization, raw_query) {
         Ok(credentials) => credentials,
         Err(error) => {
             story.reason = Some(error.to_string());
-            return Some(respond::unauthorized(&error.to_string()));
+            return Verdict::Answer(respond::unauthorized(&error.to_string()));
         }
     };
     let record = match authenticator.authenticate(&credentials, unix_now()) {
         Ok(record) => record,
         Err(AuthError::Unavailable) => {
             story.reason = Some("meta unavailable".to_string());
-            return Some(respond::authentication_unavailable());
+            return Verdict::Answer(respond::authentication_unavailable());
         }
         Err(error) => {
             story.reason = Some(error.to_string());
-            return Some(respond::unauthorized(&error.to_string()));
+            return Verdict::Answer(respond::unauthorized(&error.to_string()));
         }
     };
     story.user = record.name.clone();
     let db = raw_query.and_then(|query| query_value(query, "db"));
-    let decision = match authorize::authorize(&record.grants, method, &path) {
-        Decision::Allow => {
-            authorize::authorize_write_database(&record.grants, method, &path, db.as_deref())
-        }
-        deny => deny,
-    };
-    match decision {
-        Decision::Allow => None,
+    match authorize::authorize_request(&record.grants, &head.method, path, db.as_deref()) {
+        Decision::Allow => Verdict::Forward,
         Decision::Deny(denial) => {
             story.reason = Some(denial_reason(&denial));
-            Some(respond::denied(&record.name, &denial))
+            Verdict::Answer(respond::denied(&record.name, &denial))
         }
+    }
+}
+
+/// The access line's reason and the answer for a request Kapacitor did not answer.
+fn forward_failure(upstream: &str, error: ForwardError) -> (String, Reply) {
+    match error {
+        ForwardError::Unreachable(reason) => (
+            format!("upstream unreachable: {reason}"),
+            respond::upstream_unreachable(upstream, &reason),
+        ),
+        ForwardError::Timeout => (
+            "upstream timeout".to_string(),
+            respond::upstream_timeout(upstream),
+        ),
+        ForwardError::Broken(reason) => (
+            format!("upstream failed: {reason}"),
+            respond::upstream_failed(upstream, &reason),
+        ),
+        ForwardError::ClientBody(reason) => (
+            format!("request body unreadable: {reason}"),
+            respond::unreadable_body(&reason),
+        ),
     }
 }
 
@@ -196,26 +202,26 @@ fn denial_reason(denial: &Denial) -> String {
     }
 }
 
-/// Sends a reply kapauth wrote itself, with its `Request-Id`.
-pub fn send(request: tiny_http::Request, reply: Reply, id: &str) {
-    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
-    let headers = reply
-        .headers
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()));
-    for (name, value) in headers.chain([("Request-Id", id)]) {
-        if let Some(header) = crate::server::header(name, value) {
-            response.add_header(header);
-        }
+/// A reply kapauth wrote itself, with its `Request-Id`.
+fn reply_response(reply: Reply, id: &str) -> Response<'static> {
+    let mut fields = Fields::with_capacity(128, reply.headers.len() + 1);
+    for (name, value) in &reply.headers {
+        fields.push(name, value.as_bytes());
     }
-    let _ = request.respond(response);
+    fields.push("Request-Id", id.as_bytes());
+    Response {
+        status: reply.status,
+        reason: String::new(),
+        fields,
+        body: Body::Full(reply.body.into_bytes()),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn access_line(
     gateway: &Gateway,
     id: &str,
-    remote: Option<std::net::SocketAddr>,
+    remote: std::net::SocketAddr,
     method: &str,
     raw_path: &str,
     status: u16,
@@ -228,10 +234,7 @@ fn access_line(
     let mut line = log::info("http request")
         .field("service", "gateway")
         .field("request-id", id)
-        .field(
-            "remote",
-            remote.map(|addr| addr.to_string()).unwrap_or_default(),
-        )
+        .field("remote", remote)
         .field("user", &story.user)
         .field("method", method)
         .field("path", raw_path)

@@ -14,7 +14,7 @@ pub struct Reply {
 }
 
 /// `Content-Type` of every JSON reply (SPEC §6).
-pub const JSON: &str = "application/json; charset=utf-8";
+pub use crate::http::JSON;
 
 /// 401 with `WWW-Authenticate`, for every authentication failure.
 pub fn unauthorized(message: &str) -> Reply {
@@ -61,14 +61,6 @@ pub fn non_canonical_path() -> Reply {
     json_error(400, "non-canonical request path")
 }
 
-/// 400 for a `Transfer-Encoding` other than `chunked` (kapauth).
-pub fn unsupported_framing() -> Reply {
-    json_error(
-        400,
-        "unsupported Transfer-Encoding; send chunked or a Content-Length",
-    )
-}
-
 /// 503 when the meta API cannot answer within `meta-timeout` (SPEC §4, kapauth).
 pub fn authentication_unavailable() -> Reply {
     let mut reply = json_error(503, "authentication service unavailable");
@@ -76,12 +68,8 @@ pub fn authentication_unavailable() -> Reply {
     reply
 }
 
-/// 503 when `max-concurrent-requests` requests are already in flight.
-pub fn overloaded() -> Reply {
-    let mut reply = json_error(503, "kapauth is at max-concurrent-requests; retry shortly");
-    reply.headers.push(("Retry-After", "1".to_string()));
-    reply
-}
+/// What a request beyond `max-concurrent-requests` is told, in a 503 the HTTP core writes.
+pub const OVERLOADED: &str = "kapauth is at max-concurrent-requests; retry shortly";
 
 /// 502 when the upstream cannot be reached.
 pub fn upstream_unreachable(upstream: &str, reason: &str) -> Reply {
@@ -89,6 +77,16 @@ pub fn upstream_unreachable(upstream: &str, reason: &str) -> Reply {
         502,
         &format!("upstream {upstream} is unreachable: {reason}"),
     )
+}
+
+/// 502 when the exchange with the upstream fails half-way, or its answer is not HTTP.
+pub fn upstream_failed(upstream: &str, reason: &str) -> Reply {
+    json_error(502, &format!("upstream {upstream} failed: {reason}"))
+}
+
+/// 400 when the client's own body cannot be read (malformed chunks, cut short).
+pub fn unreadable_body(reason: &str) -> Reply {
+    json_error(400, &format!("request body could not be read: {reason}"))
 }
 
 /// 504 when the upstream does not answer in time.

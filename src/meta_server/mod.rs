@@ -12,17 +12,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{self, Config};
+use crate::http::{self, Limits, Request};
 use crate::log;
 use crate::secret::jwt::Secret;
 use crate::secret::password::{Password, hash_bcrypt};
-use crate::server;
 use disk::{Disk, DiskError};
 use store::{Mutation, State, StoreError};
 
-/// How long a meta API client may stall a read or a write before its connection is dropped.
-const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Requests the meta server handles at once; more wait in the kernel's accept queue or get 503.
+/// Requests the meta server handles at once; more get a 503.
 const MAX_IN_FLIGHT: usize = 64;
 
 /// The store and what the routes need to serve it.
@@ -110,23 +107,17 @@ impl MetaServer {
         hash_bcrypt(password, self.bcrypt_cost).map_err(|error| error.to_string())
     }
 
-    /// Serves the meta API on `[meta] bind-address` on a thread of its own; returns the
-    /// bound address.
-    pub fn spawn_api(
-        self: &Arc<Self>,
-        meta: &config::Meta,
-    ) -> std::io::Result<std::net::SocketAddr> {
-        let bound = server::bind("meta", &meta.bind_address, IO_TIMEOUT)?;
-        let addr = bound.addr;
-        let handler = {
-            let meta_server = Arc::clone(self);
-            Arc::new(move |request| routes::handle(&meta_server, request))
-        };
+    /// Serves the meta API on `[meta] bind-address` on a thread of its own (over TLS when
+    /// `[meta] https-enabled`); returns the bound address.
+    pub fn spawn_api(self: &Arc<Self>, config: &Config) -> Result<std::net::SocketAddr, String> {
+        let listener = bind(config)?;
+        let addr = listener.addr;
+        let meta_server = Arc::clone(self);
+        let limits = limits(config);
         std::thread::Builder::new()
             .name("meta-accept".into())
-            .spawn(move || {
-                server::serve(bound, "meta", MAX_IN_FLIGHT, handler, overloaded);
-            })?;
+            .spawn(move || serve(listener, limits, meta_server))
+            .map_err(|error| format!("cannot start the meta API's thread: {error}"))?;
         Ok(addr)
     }
 }
@@ -146,29 +137,42 @@ pub fn run(config: &Config) -> i32 {
         log::warn("the meta store has no users: the first unauthenticated create becomes an administrator; create it now")
             .emit();
     }
-    let bound = match server::bind("meta", &config.meta.bind_address, IO_TIMEOUT) {
-        Ok(bound) => bound,
+    let listener = match bind(config) {
+        Ok(listener) => listener,
         Err(error) => {
-            log::error("cannot listen")
+            log::error("cannot start")
                 .field("service", "meta")
-                .field("addr", &config.meta.bind_address)
                 .field("error", error)
                 .emit();
             return 1;
         }
     };
-    let handler = Arc::new(move |request| routes::handle(&meta_server, request));
-    server::serve(bound, "meta", MAX_IN_FLIGHT, handler, overloaded);
+    serve(listener, limits(config), meta_server);
     1
 }
 
-fn overloaded(request: tiny_http::Request) {
-    let body = r#"{"error":"the meta server is busy; retry shortly"}"#;
-    let mut response = tiny_http::Response::from_string(body).with_status_code(503);
-    for (name, value) in [("Content-Type", "application/json"), ("Retry-After", "1")] {
-        if let Some(header) = server::header(name, value) {
-            response.add_header(header);
-        }
+/// The meta API's listener, over TLS when `[meta] https-enabled`.
+fn bind(config: &Config) -> Result<http::Listener, String> {
+    let tls = http::tls::listener("meta", config.meta.tls.as_ref()).map_err(|e| e.to_string())?;
+    http::server::bind("meta", &config.meta.bind_address, tls)
+        .map_err(|error| format!("cannot listen on {}: {error}", config.meta.bind_address))
+}
+
+/// The meta API shares the `[http]` bounds on connections; its own cap on requests in flight.
+fn limits(config: &Config) -> Limits {
+    let http_limits = &config.http.limits;
+    Limits {
+        read_header_timeout: http_limits.read_header_timeout,
+        idle_timeout: http_limits.idle_timeout,
+        max_connections: http_limits.max_connections,
+        max_connections_per_client: http_limits.max_connections_per_client,
+        max_in_flight: MAX_IN_FLIGHT,
+        busy_message: "the meta server is busy; retry shortly",
+        log: true,
     }
-    let _ = request.respond(response);
+}
+
+fn serve(listener: http::Listener, limits: Limits, meta_server: Arc<MetaServer>) {
+    let handler = move |request: Request<'_>| routes::handle(&meta_server, request);
+    http::server::serve(listener, "meta", limits, Arc::new(handler));
 }

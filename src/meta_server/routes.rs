@@ -8,13 +8,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::MetaServer;
 use super::store::{Grants, Mutation, State, StoreError, from_wire};
+use crate::http::{Body, Delivered, Fields, Request, RequestBody, Response};
 use crate::log;
 use crate::meta_api::{self, ActionDoc, EntityDoc, ErrorDoc, Permissions, RolesDoc, UsersDoc};
 use crate::query::query_value;
 use crate::secret::basic_auth;
 use crate::secret::jwt::{self, Token};
 use crate::secret::password::{MAX_PASSWORD_BYTES, Password, verify_bcrypt};
-use crate::server::request_header;
 
 /// The largest body a POST may carry (SPEC §8).
 pub const MAX_BODY: u64 = 1024 * 1024;
@@ -48,13 +48,16 @@ enum Need {
 }
 
 /// Serves one request and writes the access line.
-pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
+pub fn handle(meta: &MetaServer, mut request: Request<'_>) -> Delivered {
     let started = Instant::now();
-    let method = request.method().as_str().to_ascii_uppercase();
-    let url = request.url().to_string();
+    let method = request.head.method.to_ascii_uppercase();
+    let url = request.head.target.clone();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let authorization = request_header(&request, "Authorization");
-    let declared_length = request.body_length();
+    let authorization = request.header("Authorization").map(str::to_string);
+    let declared_length = match request.framing() {
+        RequestBody::Length(length) => Some(length),
+        RequestBody::None | RequestBody::Chunked => None,
+    };
     let state = meta.snapshot();
     if state.users.is_empty() {
         log::warn("the meta store has no users: the first unauthenticated create becomes an administrator")
@@ -77,7 +80,7 @@ pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
                 path,
                 query,
                 declared_length,
-                request.as_reader(),
+                &mut request.body(),
             );
             (reply, principal)
         }
@@ -89,13 +92,7 @@ pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
     };
     let mut line = log::info("meta request")
         .field("service", "meta")
-        .field(
-            "remote",
-            request
-                .remote_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-        )
+        .field("remote", request.remote)
         .field("user", user)
         .field("method", &method)
         .field("path", path);
@@ -108,26 +105,19 @@ pub fn handle(meta: &MetaServer, mut request: tiny_http::Request) {
             format!("{:.3}ms", started.elapsed().as_secs_f64() * 1000.0),
         )
         .emit();
-    let content_type = (!reply.body.is_empty()).then_some(("Content-Type", "application/json"));
-    crate::server::drain_chunked_body(&mut request);
-    // Built by hand: tiny_http's from_string would add a text/plain type to empty bodies.
-    let body = reply.body.into_bytes();
-    let length = body.len();
-    let status = tiny_http::StatusCode(reply.status);
-    let mut response = tiny_http::Response::new(
-        status,
-        Vec::new(),
-        std::io::Cursor::new(body),
-        Some(length),
-        None,
-    );
-    let allow = reply.allow.map(|allow| ("Allow", allow));
-    for (name, value) in content_type.into_iter().chain(allow) {
-        if let Some(header) = crate::server::header(name, value) {
-            response.add_header(header);
-        }
+    let mut fields = Fields::default();
+    if !reply.body.is_empty() {
+        fields.push("Content-Type", b"application/json");
     }
-    let _ = request.respond(response);
+    if let Some(allow) = reply.allow {
+        fields.push("Allow", allow.as_bytes());
+    }
+    request.respond(Response {
+        status: reply.status,
+        reason: String::new(),
+        fields,
+        body: Body::Full(reply.body.into_bytes()),
+    })
 }
 
 fn authenticate(
@@ -206,7 +196,7 @@ fn route(
     method: &str,
     path: &str,
     query: &str,
-    declared_length: Option<usize>,
+    declared_length: Option<u64>,
     body: &mut dyn Read,
 ) -> Reply {
     let allow = match path {
@@ -310,9 +300,9 @@ fn check_access(state: &State, principal: &Principal, need: Need) -> Option<Repl
     })
 }
 
-fn read_body(declared_length: Option<usize>, body: &mut dyn Read) -> Result<Vec<u8>, Reply> {
+fn read_body(declared_length: Option<u64>, body: &mut dyn Read) -> Result<Vec<u8>, Reply> {
     let too_large = || error(413, "request body is larger than 1 MiB");
-    if declared_length.is_some_and(|length| length as u64 > MAX_BODY) {
+    if declared_length.is_some_and(|length| length > MAX_BODY) {
         return Err(too_large());
     }
     let mut bytes = Vec::new();

@@ -169,6 +169,20 @@ pub fn authorize_write_database(
     }
 }
 
+/// The whole decision for a request (SPEC §2): the method's privilege on the path, then,
+/// for a write that names a database, write on that database. The one call the gateway makes.
+pub fn authorize_request(
+    grants: &Grants,
+    method: &str,
+    decoded_path: &str,
+    db: Option<&str>,
+) -> Decision {
+    match authorize(grants, method, decoded_path) {
+        Decision::Allow => authorize_write_database(grants, method, decoded_path, db),
+        denied => denied,
+    }
+}
+
 /// Kapacitor's API prefix, removed from a path to find its resource.
 const API_PREFIX: &str = "/kapacitor/v1";
 /// Kapacitor's preview prefix, rewritten to `API_PREFIX` for the second check.
@@ -650,6 +664,83 @@ mod tests {
         let read = Grants::from_entries(&[("/api/tasks", &[Read])]);
         check_authorize(&read, "HEAD", TASK_PATH, Decision::Allow);
         check_authorize(&read, "head", "/kapacitor/v1preview/x", Decision::Allow);
+    }
+
+    #[test]
+    fn a_request_is_allowed_only_when_both_the_path_and_the_database_allow_it() {
+        let writer = permissions(&[("db1", "WriteData")]);
+        let api = permissions(&[("", "KapacitorAPI")]);
+        let both = permissions(&[("", "KapacitorAPI"), ("db1", "WriteData")]);
+        let cases: &[(&Grants, &str, &str, Option<&str>, Decision)] = &[
+            (&writer, "POST", "/write", Some("db1"), Decision::Allow),
+            (&writer, "POST", "/write", Some("db2"), database("db2")),
+            (
+                &writer,
+                "POST",
+                "/kapacitor/v1/write",
+                Some("db1"),
+                Decision::Allow,
+            ),
+            (
+                &writer,
+                "POST",
+                "/kapacitor/v1/tasks",
+                None,
+                missing(Write, "/kapacitor/v1/tasks"),
+            ),
+            (
+                &api,
+                "POST",
+                "/kapacitor/v1/write",
+                Some("db1"),
+                database("db1"),
+            ),
+            (&api, "POST", "/kapacitor/v1/write", None, Decision::Allow),
+            (
+                &both,
+                "POST",
+                "/kapacitor/v1/write",
+                Some("db1"),
+                Decision::Allow,
+            ),
+            (
+                &both,
+                "POST",
+                "/kapacitor/v1/write",
+                Some("db2"),
+                database("db2"),
+            ),
+            (
+                &both,
+                "GET",
+                "/kapacitor/v1/tasks",
+                Some("db2"),
+                Decision::Allow,
+            ),
+            (
+                &writer,
+                "GET",
+                "/kapacitor/v1/tasks",
+                None,
+                missing(Read, "/kapacitor/v1/tasks"),
+            ),
+            (
+                &both,
+                "TRACE",
+                "/write",
+                Some("db1"),
+                Decision::Deny(Denial::UnknownMethod {
+                    method: "TRACE".to_owned(),
+                }),
+            ),
+        ];
+        for (grants, method, path, db, expected) in cases {
+            assert_eq!(
+                authorize_request(grants, method, path, *db),
+                *expected,
+                "{method} {path} db {db:?}"
+            );
+        }
     }
 
     #[test]

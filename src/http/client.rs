@@ -1,0 +1,534 @@
+//! The forward path's side of the HTTP core (SPEC §7, §10): a pool of keep-alive
+//! connections to the upstream (plain, or rustls for `https://`), one request written with
+//! the core's own framing, the response head awaited for at most `upstream-timeout`, and
+//! the response body handed back as a `Source` that returns its connection to the pool
+//! once read whole. A pooled connection the upstream closed is retried once on a fresh one
+//! when the request had no body; a request with a body only gets a pooled connection that
+//! a probe found quiet. Decides nothing about access or about which fields to send.
+
+use std::io::{self, Read};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use super::body::{Decoder, Input, LAST_CHUNK, chunk_size_line};
+use super::head::{
+    Fields, MAX_HEAD, ResponseBody, keeps_alive, parse_response_head, response_framing,
+};
+use super::server::{Body, Source, is_timeout, push_field};
+use super::wire::{BUFFER, Peer, Stream, Wire};
+
+/// A body up to this size is read whole and written with the head, in one system call.
+const WRITE_WITH_HEAD: u64 = 16 * 1024;
+/// How often a wait on the upstream wakes to check its deadline or its client.
+const POLL: Duration = Duration::from_secs(1);
+/// The longest wait for a TCP connection to the upstream.
+const MAX_CONNECT: Duration = Duration::from_secs(10);
+
+/// The upstream and its idle connections.
+pub struct Upstream {
+    /// As configured, for messages.
+    url: String,
+    /// `host:port`: where to connect, and the `Host` of every request.
+    authority: String,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    timeout: Duration,
+    idle: Mutex<Vec<Wire>>,
+    max_idle: usize,
+}
+
+/// The body of a request to forward, read from the client as it is sent.
+pub enum Outgoing<'b> {
+    None,
+    Length(u64, &'b mut dyn Read),
+    Chunked(&'b mut dyn Read),
+}
+
+/// The upstream's answer: status, fields without the hop-by-hop and framing ones, and the
+/// body, streamed.
+pub struct Answer<'u> {
+    pub status: u16,
+    pub reason: String,
+    pub fields: Fields,
+    pub body: Body<'u>,
+}
+
+/// Why a request got no answer from the upstream.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection could be made: 502.
+    Unreachable(String),
+    /// No response head within `upstream-timeout`: 504.
+    Timeout,
+    /// The connection failed during the exchange, or the answer was not HTTP: 502.
+    Broken(String),
+    /// The client's request body could not be read: the client's fault, not the upstream's.
+    ClientBody(io::Error),
+}
+
+/// Response fields that describe one connection, never passed on (RFC 9110 §7.6.1), and
+/// the framing ones the core writes itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Upstream {
+    /// `url` is `http://host:port` or `https://host:port` (checked by the configuration);
+    /// `tls` is the client configuration an `https` upstream needs.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        tls: Option<Arc<ClientConfig>>,
+        max_idle: usize,
+    ) -> Result<Upstream, String> {
+        let (https, authority) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(authority), _) => (true, authority),
+            (None, Some(authority)) => (false, authority),
+            (None, None) => {
+                return Err(format!("upstream {url} is not an http:// or https:// URL"));
+            }
+        };
+        let tls = match (https, tls) {
+            (false, _) => None,
+            (true, None) => return Err(format!("upstream {url} needs a TLS configuration")),
+            (true, Some(config)) => {
+                let host = authority
+                    .rsplit_once(':')
+                    .map_or(authority, |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = ServerName::try_from(host.to_string()).map_err(|_| {
+                    format!("upstream host {host:?} is not a valid TLS server name")
+                })?;
+                Some((config, name))
+            }
+        };
+        Ok(Upstream {
+            url: url.to_string(),
+            authority: authority.to_string(),
+            tls,
+            timeout,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        })
+    }
+
+    /// The upstream as configured, as messages name it.
+    pub fn name(&self) -> &str {
+        &self.url
+    }
+
+    /// Connections in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Sends `method target` with `fields` (plus `Host` and the body's framing) and
+    /// returns the answer once its head has arrived.
+    pub fn send<'u>(
+        &'u self,
+        method: &str,
+        target: &str,
+        fields: &Fields,
+        body: Outgoing<'_>,
+    ) -> Result<Answer<'u>, UpstreamError> {
+        let mut out = Vec::with_capacity(256 + target.len() + 64 * fields.len());
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        push_field(&mut out, "Host", self.authority.as_bytes());
+        for (name, value) in fields.iter() {
+            push_field(&mut out, name, value);
+        }
+        let mut streamed = match body {
+            Outgoing::None => {
+                out.extend_from_slice(b"\r\n");
+                None
+            }
+            Outgoing::Length(length, reader) => {
+                push_field(&mut out, "Content-Length", length.to_string().as_bytes());
+                out.extend_from_slice(b"\r\n");
+                if length <= WRITE_WITH_HEAD {
+                    let start = out.len();
+                    out.resize(start + length as usize, 0);
+                    reader
+                        .read_exact(&mut out[start..])
+                        .map_err(UpstreamError::ClientBody)?;
+                    None
+                } else {
+                    Some((reader, Some(length)))
+                }
+            }
+            Outgoing::Chunked(reader) => {
+                push_field(&mut out, "Transfer-Encoding", b"chunked");
+                out.extend_from_slice(b"\r\n");
+                Some((reader, None))
+            }
+        };
+        let head_request = method.eq_ignore_ascii_case("HEAD");
+        // A request that can be sent again (no body left to stream) may try a pooled
+        // connection blind and retry once on a fresh one; one with a streamed body only
+        // takes a pooled connection that a probe found quiet.
+        let replayable = streamed.is_none();
+        let mut fresh = false;
+        loop {
+            let (mut wire, reused) = self.connection(fresh, !replayable)?;
+            match self.exchange(&mut wire, &out, streamed.as_mut(), head_request) {
+                Ok((status, reason, fields, framing, reusable)) => {
+                    return Ok(self.answer(wire, status, reason, fields, framing, reusable));
+                }
+                Err(Failure::ClosedBeforeAnswer) if reused && replayable && !fresh => {
+                    fresh = true;
+                }
+                Err(Failure::ClosedBeforeAnswer) => {
+                    return Err(UpstreamError::Broken(
+                        "the upstream closed the connection before answering".to_string(),
+                    ));
+                }
+                Err(Failure::Error(error)) => return Err(error),
+            }
+        }
+    }
+
+    /// A pooled connection (probed first if `probe`), else a new one: `(wire, reused)`.
+    fn connection(&self, fresh: bool, probe: bool) -> Result<(Wire, bool), UpstreamError> {
+        if !fresh {
+            loop {
+                let pooled = self
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop();
+                match pooled {
+                    Some(wire) if probe && wire.peer() != Peer::Quiet => continue,
+                    Some(wire) => return Ok((wire, true)),
+                    None => break,
+                }
+            }
+        }
+        let socket = self.connect()?;
+        let stream = match &self.tls {
+            None => Stream::Plain(socket),
+            Some((config, name)) => self.handshake(config, name, socket)?,
+        };
+        Ok((Wire::new(stream, Some(POLL.min(self.timeout))), false))
+    }
+
+    fn connect(&self) -> Result<TcpStream, UpstreamError> {
+        let unreachable = |error: io::Error| UpstreamError::Unreachable(error.kind().to_string());
+        let addresses = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|_| UpstreamError::Unreachable("host not found".to_string()))?;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "host not found");
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, self.timeout.min(MAX_CONNECT)) {
+                Ok(socket) => {
+                    socket
+                        .set_nodelay(true)
+                        .and_then(|()| socket.set_read_timeout(Some(POLL.min(self.timeout))))
+                        .and_then(|()| socket.set_write_timeout(Some(self.timeout)))
+                        .map_err(unreachable)?;
+                    return Ok(socket);
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(unreachable(last))
+    }
+
+    fn handshake(
+        &self,
+        config: &Arc<ClientConfig>,
+        name: &ServerName<'static>,
+        mut socket: TcpStream,
+    ) -> Result<Stream, UpstreamError> {
+        let failed = |error: String| UpstreamError::Unreachable(format!("TLS: {error}"));
+        let mut tls = ClientConnection::new(Arc::clone(config), name.clone())
+            .map_err(|error| failed(error.to_string()))?;
+        let deadline = Instant::now() + self.timeout.min(MAX_CONNECT);
+        while tls.is_handshaking() {
+            match tls.complete_io(&mut socket) {
+                Ok(_) => {}
+                Err(error) if is_timeout(&error) && Instant::now() < deadline => {}
+                Err(error) => return Err(failed(error.to_string())),
+            }
+        }
+        Ok(Stream::Client(Box::new(StreamOwned::new(tls, socket))))
+    }
+
+    /// Writes the request and reads the response head.
+    fn exchange(
+        &self,
+        wire: &mut Wire,
+        out: &[u8],
+        streamed: Option<&mut (&mut dyn Read, Option<u64>)>,
+        head_request: bool,
+    ) -> Result<(u16, String, Fields, ResponseBody, bool), Failure> {
+        let broken = |error: io::Error| Failure::Error(UpstreamError::Broken(error.to_string()));
+        if let Err(error) = wire.write_all(out) {
+            return Err(if streamed.is_none() {
+                Failure::ClosedBeforeAnswer
+            } else {
+                broken(error)
+            });
+        }
+        if let Some((reader, length)) = streamed {
+            send_body(wire, &mut **reader, *length)?;
+        }
+        let deadline = Instant::now() + self.timeout;
+        wire.set_limit(MAX_HEAD + 1);
+        let head = loop {
+            match parse_response_head(wire.buffered()) {
+                Ok(Some((head, length))) => {
+                    wire.consume(length);
+                    // An interim answer (100 Continue) precedes the real one; a switch of
+                    // protocols would leave HTTP, which kapauth does not forward.
+                    if head.status == 101 {
+                        return Err(Failure::Error(UpstreamError::Broken(
+                            "the upstream switched protocols".to_string(),
+                        )));
+                    }
+                    if (100..200).contains(&head.status) {
+                        continue;
+                    }
+                    break head;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    return Err(Failure::Error(UpstreamError::Broken(
+                        "the upstream sent a malformed response head".to_string(),
+                    )));
+                }
+            }
+            let nothing_yet = wire.buffered().is_empty();
+            match wire.fill() {
+                Ok(0) if nothing_yet => return Err(Failure::ClosedBeforeAnswer),
+                Ok(0) => return Err(broken(io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) => {}
+                Err(error) if is_timeout(&error) => {
+                    if Instant::now() >= deadline {
+                        return Err(Failure::Error(UpstreamError::Timeout));
+                    }
+                }
+                Err(_) if nothing_yet => return Err(Failure::ClosedBeforeAnswer),
+                Err(error) => return Err(broken(error)),
+            }
+        };
+        wire.set_limit(BUFFER);
+        let framing = response_framing(head_request, &head).map_err(|error| {
+            Failure::Error(UpstreamError::Broken(format!(
+                "the upstream's answer has an {error}"
+            )))
+        })?;
+        let reusable = keeps_alive(head.version, &head.fields) && framing != ResponseBody::Close;
+        let fields = passed_fields(&head.fields, framing);
+        Ok((head.status, head.reason, fields, framing, reusable))
+    }
+
+    fn answer(
+        &self,
+        wire: Wire,
+        status: u16,
+        reason: String,
+        fields: Fields,
+        framing: ResponseBody,
+        reusable: bool,
+    ) -> Answer<'_> {
+        let decoder = Decoder::response(framing);
+        if decoder.is_done() {
+            if reusable {
+                self.give_back(wire);
+            }
+            return Answer {
+                status,
+                reason,
+                fields,
+                body: Body::None,
+            };
+        }
+        let source: Box<dyn Source + '_> = Box::new(UpstreamBody {
+            upstream: self,
+            wire: Some(wire),
+            decoder,
+            reusable,
+        });
+        let body = match framing {
+            ResponseBody::Length(length) => Body::Sized { length, source },
+            ResponseBody::Chunked => Body::Unsized {
+                source,
+                chunked: true,
+            },
+            ResponseBody::None | ResponseBody::Close => Body::Unsized {
+                source,
+                chunked: false,
+            },
+        };
+        Answer {
+            status,
+            reason,
+            fields,
+            body,
+        }
+    }
+
+    fn give_back(&self, wire: Wire) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle {
+            idle.push(wire);
+        }
+    }
+}
+
+enum Failure {
+    /// The connection ended before any byte of an answer: a pooled connection the
+    /// upstream had closed, if it was pooled.
+    ClosedBeforeAnswer,
+    Error(UpstreamError),
+}
+
+/// Streams a request body to the upstream: `length` bytes, or chunked when `None`.
+fn send_body(wire: &mut Wire, reader: &mut dyn Read, length: Option<u64>) -> Result<(), Failure> {
+    let broken = |error: io::Error| Failure::Error(UpstreamError::Broken(error.to_string()));
+    let mut piece = vec![0u8; 16 * 1024 + 32];
+    let mut left = length;
+    loop {
+        // Room in front for a chunk-size line, so a chunk goes out in one write.
+        let room = match left {
+            Some(0) => return Ok(()),
+            Some(left) => (16 * 1024).min(usize::try_from(left).unwrap_or(usize::MAX)),
+            None => 16 * 1024,
+        };
+        let count = match reader.read(&mut piece[20..20 + room]) {
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(Failure::Error(UpstreamError::ClientBody(error))),
+        };
+        match left.as_mut() {
+            Some(_) if count == 0 => {
+                let error =
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "request body ended early");
+                return Err(Failure::Error(UpstreamError::ClientBody(error)));
+            }
+            Some(left) => {
+                *left -= count as u64;
+                wire.write_all(&piece[20..20 + count]).map_err(broken)?;
+            }
+            None if count == 0 => return wire.write_all(LAST_CHUNK).map_err(broken),
+            None => {
+                let (line, used) = chunk_size_line(count);
+                let start = 20 - used;
+                piece[start..20].copy_from_slice(&line[..used]);
+                piece[20 + count..20 + count + 2].copy_from_slice(b"\r\n");
+                wire.write_all(&piece[start..20 + count + 2])
+                    .map_err(broken)?;
+            }
+        }
+    }
+}
+
+/// The upstream's fields a client may see: without the hop-by-hop ones, those the
+/// `Connection` field names, and the length or coding the core will write itself. A body
+/// that is not sent (HEAD, 304) keeps the upstream's `Content-Length`.
+fn passed_fields(fields: &Fields, framing: ResponseBody) -> Fields {
+    let listed: Vec<&[u8]> = fields
+        .all("Connection")
+        .flat_map(|value| value.split(|b| *b == b','))
+        .map(super::head::trim)
+        .collect();
+    let mut passed = Fields::with_capacity(512, fields.len());
+    for (name, value) in fields.iter() {
+        let dropped = HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+            || listed
+                .iter()
+                .any(|item| item.eq_ignore_ascii_case(name.as_bytes()))
+            || (framing != ResponseBody::None && name.eq_ignore_ascii_case("content-length"));
+        if !dropped {
+            passed.push(name, value);
+        }
+    }
+    passed
+}
+
+/// A response body being read from the upstream; its connection goes back to the pool
+/// when the body has been read whole, and is closed otherwise.
+struct UpstreamBody<'u> {
+    upstream: &'u Upstream,
+    wire: Option<Wire>,
+    decoder: Decoder,
+    reusable: bool,
+}
+
+impl UpstreamBody<'_> {
+    fn after_read(&mut self, result: io::Result<usize>) -> io::Result<usize> {
+        match &result {
+            Ok(_) if self.decoder.is_done() => {
+                if let Some(wire) = self.wire.take().filter(|_| self.reusable) {
+                    self.upstream.give_back(wire);
+                }
+            }
+            Ok(_) => {}
+            Err(error) if is_timeout(error) => {}
+            Err(_) => self.wire = None,
+        }
+        result
+    }
+}
+
+impl Source for UpstreamBody<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let Some(wire) = self.wire.as_mut() else {
+            return Ok(0);
+        };
+        let result = self.decoder.read(wire, out);
+        self.after_read(result)
+    }
+
+    fn read_ready(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let Some(wire) = self.wire.as_mut() else {
+            return Ok(0);
+        };
+        let result = match self.decoder.read(&mut ReadyOnly(wire), out) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            other => other,
+        };
+        self.after_read(result)
+    }
+}
+
+/// A wire that never waits: its buffered bytes, then `WouldBlock`.
+struct ReadyOnly<'w>(&'w mut Wire);
+
+impl Input for ReadyOnly<'_> {
+    fn buffered(&self) -> &[u8] {
+        self.0.buffered()
+    }
+
+    fn consume(&mut self, count: usize) {
+        self.0.consume(count);
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn read_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.0.buffered().is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.0.read_into(out)
+    }
+}

@@ -1,0 +1,824 @@
+//! The server side of the HTTP core (SPEC §10), for both listeners: binding (`":PORT"`
+//! dual-stack), the connection caps (503 written by the accepting thread, no thread
+//! started), a thread per connection serving its requests in order, the head limits and
+//! deadlines, `Expect: 100-continue`, unread bodies (drained up to 64 KiB, else the
+//! connection closes), keep-alive, and writing answers in the client's framing with every
+//! streamed piece flushed at once. A handler sees a `Request` and gives back what
+//! `Request::respond` returns; it never touches the socket.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+use super::body::{Decoder, Input, LAST_CHUNK, chunk_size_line};
+use super::head::{
+    self, Fields, HeadError, MAX_HEAD, RequestBody, RequestHead, Version, find_head_end,
+    keeps_alive, leading_blank_lines, parse_request_head, request_framing,
+};
+use super::wire::{BUFFER, Peer, Stream, Wire};
+use crate::log;
+
+/// The most of an unread request body drained so the connection can serve another request.
+pub const MAX_DRAINED: u64 = 64 * 1024;
+
+/// How long a closing connection keeps reading (and dropping) what the client still sends,
+/// so the client reads the answer before the kernel resets the connection.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Stack of a connection thread: it runs a whole request (bcrypt, the meta client).
+const STACK: usize = 256 * 1024;
+
+/// The bounds of one listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The whole request head must arrive within this (408 beyond).
+    pub read_header_timeout: Duration,
+    /// A keep-alive connection may wait this long for its next request; also the bound on
+    /// each read of a request body and each write to the client.
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Requests being handled at once; beyond, `busy_message` in a 503.
+    pub max_in_flight: usize,
+    pub busy_message: &'static str,
+    /// Whether refused requests get a log line.
+    pub log: bool,
+}
+
+/// A bound listener, ready to serve.
+pub struct Listener {
+    sockets: Vec<TcpListener>,
+    pub addr: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+}
+
+/// Binds `address` for `service` and logs `msg=listening service=… addr=…`, the line tests
+/// and operators read back when the port is 0. `[::]:PORT` (what `":PORT"` becomes) takes
+/// every interface, IPv4 included, as Go's Kapacitor does.
+pub fn bind(service: &str, address: &str, tls: Option<Arc<ServerConfig>>) -> io::Result<Listener> {
+    let sockets = match address.strip_prefix("[::]:") {
+        Some(port) => bind_every_interface(port.parse().map_err(io::Error::other)?)?,
+        None => vec![TcpListener::bind(address)?],
+    };
+    let addr = sockets[0].local_addr()?;
+    log::info("listening")
+        .field("service", service)
+        .field("addr", addr)
+        .field("scheme", if tls.is_some() { "https" } else { "http" })
+        .emit();
+    Ok(Listener { sockets, addr, tls })
+}
+
+/// `[::]:port`, which Linux makes dual-stack unless `net.ipv6.bindv6only` is set; then
+/// IPv4 needs a socket of its own, and binding it tells which case this is. A host
+/// without IPv6 gets IPv4 only.
+fn bind_every_interface(port: u16) -> io::Result<Vec<TcpListener>> {
+    let v6 = match TcpListener::bind(("::", port)) {
+        Ok(v6) => v6,
+        Err(_) => return Ok(vec![TcpListener::bind(("0.0.0.0", port))?]),
+    };
+    let port = v6.local_addr()?.port();
+    match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(v4) => Ok(vec![v6, v4]),
+        Err(error) if error.kind() == io::ErrorKind::AddrInUse => Ok(vec![v6]),
+        Err(error) => Err(error),
+    }
+}
+
+/// What a handler does with a request: answers it through `Request::respond`.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, request: Request<'_>) -> Delivered;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(Request<'_>) -> Delivered + Send + Sync + 'static,
+{
+    fn handle(&self, request: Request<'_>) -> Delivered {
+        self(request)
+    }
+}
+
+/// Serves `listener` for ever: every socket beyond the first on a thread of its own.
+pub fn serve(listener: Listener, service: &'static str, limits: Limits, handler: Arc<dyn Handler>) {
+    let shared = Arc::new(Shared {
+        service,
+        limits,
+        handler,
+        tls: listener.tls,
+        open: AtomicUsize::new(0),
+        per_client: Mutex::new(HashMap::new()),
+        in_flight: AtomicUsize::new(0),
+    });
+    let mut sockets = listener.sockets;
+    let first = sockets.remove(0);
+    for socket in sockets {
+        let shared = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{service}-accept"))
+            .spawn(move || accept_loop(&shared, &socket));
+        if let Err(error) = spawned {
+            log::error("cannot start an accepting thread")
+                .field("service", service)
+                .field("error", error)
+                .emit();
+        }
+    }
+    accept_loop(&shared, &first);
+}
+
+/// A request as the handler sees it: the head, who sent it, and its body on demand.
+pub struct Request<'c> {
+    pub head: RequestHead,
+    pub remote: SocketAddr,
+    /// Whether it arrived over TLS.
+    pub secure: bool,
+    framing: RequestBody,
+    decoder: Decoder,
+    /// The client sent `Expect: 100-continue` and has had no `100` yet.
+    continue_pending: bool,
+    keep_alive: bool,
+    connection: &'c mut Connection,
+}
+
+/// An answer to write.
+pub struct Response<'a> {
+    pub status: u16,
+    /// Empty: the standard phrase of the status.
+    pub reason: String,
+    /// Every field but the framing ones (`Content-Length`, `Transfer-Encoding`,
+    /// `Connection`), which the core writes from `body`.
+    pub fields: Fields,
+    pub body: Body<'a>,
+}
+
+/// A body to write.
+pub enum Body<'a> {
+    /// No body and no length field of the core's own: HEAD answers, 1xx, 204, 304.
+    None,
+    /// A body held whole, sent with its `Content-Length`.
+    Full(Vec<u8>),
+    /// `length` bytes streamed from `source`, sent with a `Content-Length`.
+    Sized {
+        length: u64,
+        source: Box<dyn Source + 'a>,
+    },
+    /// A body that ends where `source` does: chunked to an HTTP/1.1 client when the source
+    /// was chunked, else delimited by closing the connection.
+    Unsized {
+        source: Box<dyn Source + 'a>,
+        chunked: bool,
+    },
+}
+
+/// A streamed body. A read may fail with `TimedOut` or `WouldBlock` while the source is
+/// quiet; the core then checks that the client is still there and reads again.
+pub trait Source {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize>;
+    /// Bytes available without waiting (to write them with the head), `Ok(0)` if none.
+    fn read_ready(&mut self, _out: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+}
+
+/// Proof that a request was answered, and how the answer went.
+#[must_use]
+#[derive(Debug)]
+pub struct Delivered {
+    status: u16,
+    error: Option<io::Error>,
+}
+
+impl Delivered {
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Why the answer did not reach the client whole, if it did not.
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
+    }
+}
+
+impl<'c> Request<'c> {
+    pub fn framing(&self) -> RequestBody {
+        self.framing
+    }
+
+    /// The first value of the header `name` (any case), when it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.fields.get_str(name)
+    }
+
+    /// The body, read as the handler reads it; the first read sends `100 Continue` to a
+    /// client waiting for one, so a body nobody reads is never asked for.
+    pub fn body(&mut self) -> RequestBodyReader<'_, 'c> {
+        RequestBodyReader { request: self }
+    }
+
+    /// Writes `response`: the head and a whole body in one write, a streamed body piece by
+    /// piece. A body the handler left unread is drained first if it is small, else the
+    /// answer says `Connection: close` and the connection closes after it.
+    pub fn respond(mut self, response: Response<'_>) -> Delivered {
+        let status = response.status;
+        let mut close = !self.keep_alive || !self.finish_body();
+        let mut out = Vec::with_capacity(256);
+        let version = self.head.version;
+        push_status_line(&mut out, version, status, &response.reason);
+        for (name, value) in response.fields.iter() {
+            push_field(&mut out, name, value);
+        }
+        let head_request = self.head.method.eq_ignore_ascii_case("HEAD");
+        let mut chunked = false;
+        match &response.body {
+            Body::None => {}
+            Body::Full(bytes) => push_length(&mut out, bytes.len() as u64),
+            Body::Sized { length, .. } => push_length(&mut out, *length),
+            Body::Unsized { chunked: true, .. } if version == Version::Http11 => {
+                push_field(&mut out, "Transfer-Encoding", b"chunked");
+                chunked = true;
+            }
+            Body::Unsized { .. } => close = true,
+        }
+        if close {
+            push_field(&mut out, "Connection", b"close");
+        } else if version == Version::Http10 {
+            push_field(&mut out, "Connection", b"keep-alive");
+        }
+        out.extend_from_slice(b"\r\n");
+        let connection = &mut *self.connection;
+        let written = match response.body {
+            Body::Full(bytes) if !head_request => {
+                out.extend_from_slice(&bytes);
+                connection.wire.write_all(&out)
+            }
+            Body::Sized { length, source } if !head_request => {
+                connection.stream_body(out, source, Some(length), false)
+            }
+            Body::Unsized { source, .. } if !head_request => {
+                connection.stream_body(out, source, None, chunked)
+            }
+            _ => connection.wire.write_all(&out),
+        };
+        if written.is_err() {
+            close = true;
+        }
+        connection.close |= close;
+        Delivered {
+            status,
+            error: written.err(),
+        }
+    }
+
+    /// Reads what is left of the body if it is small enough: whether the connection can
+    /// serve another request after this one.
+    fn finish_body(&mut self) -> bool {
+        if self.decoder.is_done() {
+            return true;
+        }
+        let small = match self.framing {
+            RequestBody::Length(length) => length <= MAX_DRAINED,
+            RequestBody::Chunked => true,
+            RequestBody::None => true,
+        };
+        // A client still waiting for `100 Continue` may never send its body, or send it
+        // after the answer: either way its next bytes cannot be trusted as a request.
+        let drained = small
+            && !self.continue_pending
+            && self.connection.set_body_timeout().is_ok()
+            && matches!(
+                self.decoder.drain(&mut self.connection.wire, MAX_DRAINED),
+                Ok(true)
+            );
+        if !drained {
+            self.connection.unread_body = true;
+        }
+        drained
+    }
+}
+
+/// The request body as a `Read`.
+pub struct RequestBodyReader<'r, 'c> {
+    request: &'r mut Request<'c>,
+}
+
+impl Read for RequestBodyReader<'_, '_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let request = &mut *self.request;
+        if request.decoder.is_done() {
+            return Ok(0);
+        }
+        if request.continue_pending {
+            request.continue_pending = false;
+            request
+                .connection
+                .wire
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        request.connection.set_body_timeout()?;
+        request.decoder.read(&mut request.connection.wire, out)
+    }
+}
+
+struct Shared {
+    service: &'static str,
+    limits: Limits,
+    handler: Arc<dyn Handler>,
+    tls: Option<Arc<ServerConfig>>,
+    open: AtomicUsize,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+    in_flight: AtomicUsize,
+}
+
+fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener) {
+    let mut last_error_logged: Option<Instant> = None;
+    loop {
+        match socket.accept() {
+            Ok((stream, remote)) => admit(shared, stream, remote),
+            Err(error) => {
+                // Out of descriptors or memory: say so at most once a second, wait a little
+                // so the loop does not spin, and keep accepting.
+                if last_error_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    log::error("cannot accept a connection")
+                        .field("service", shared.service)
+                        .field("error", &error)
+                        .emit();
+                    last_error_logged = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Takes a new connection: refused with a 503 from this thread if a cap is reached, else
+/// served on a thread of its own.
+fn admit(shared: &Arc<Shared>, stream: TcpStream, remote: SocketAddr) {
+    // An IPv4 client of a dual-stack socket is its IPv4 address, in caps and in logs.
+    let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
+    let slot = match Slot::claim(shared, remote.ip()) {
+        Ok(slot) => slot,
+        Err(message) => return refuse(shared, stream, remote, message),
+    };
+    // The stream stays reachable from here, so a failed spawn can still be answered.
+    let handoff = Arc::new(Mutex::new(Some(stream)));
+    let taken = Arc::clone(&handoff);
+    let thread_shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name(format!("{}-conn", shared.service))
+        .stack_size(STACK)
+        .spawn(move || {
+            let stream = taken.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(stream) = stream {
+                serve_connection(&thread_shared, stream, remote, slot);
+            }
+        });
+    if let Err(error) = spawned {
+        log::error("cannot start a connection thread")
+            .field("service", shared.service)
+            .field("error", error)
+            .emit();
+        let stream = handoff
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(stream) = stream {
+            refuse(
+                shared,
+                stream,
+                remote,
+                "kapauth cannot start a thread; retry shortly",
+            );
+        }
+    }
+}
+
+/// A 503 written without waiting and without a thread, then the connection is closed.
+/// Over TLS nothing can be written before a handshake, so the connection just closes.
+fn refuse(shared: &Shared, stream: TcpStream, remote: SocketAddr, message: &str) {
+    if shared.limits.log {
+        log::warn("connection refused")
+            .field("service", shared.service)
+            .field("remote", remote)
+            .field("reason", message)
+            .emit();
+    }
+    if shared.tls.is_some() || stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let mut out = Vec::with_capacity(256);
+    push_error(&mut out, Version::Http11, 503, message, true);
+    let mut stream = stream;
+    let _ = io::Write::write(&mut stream, &out);
+    // Reading what already arrived makes the close a FIN, not a reset that could
+    // destroy the answer before the client reads it.
+    let mut scratch = [0u8; 4096];
+    let _ = stream.read(&mut scratch);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// One place under the connection caps, given back when the connection ends.
+struct Slot {
+    shared: Arc<Shared>,
+    client: IpAddr,
+}
+
+impl Slot {
+    fn claim(shared: &Arc<Shared>, client: IpAddr) -> Result<Slot, &'static str> {
+        let limits = &shared.limits;
+        if shared.open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+            shared.open.fetch_sub(1, Ordering::AcqRel);
+            return Err("kapauth is at max-connections; retry shortly");
+        }
+        let mut per_client = shared
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = per_client.entry(client).or_insert(0);
+        if *count >= limits.max_connections_per_client {
+            drop(per_client);
+            shared.open.fetch_sub(1, Ordering::AcqRel);
+            return Err("kapauth is at max-connections-per-client for this address; retry shortly");
+        }
+        *count += 1;
+        Ok(Slot {
+            shared: Arc::clone(shared),
+            client,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_client = self
+            .shared
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_client.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                per_client.remove(&self.client);
+            }
+        }
+        drop(per_client);
+        self.shared.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One request being handled, given back when the handler returns, even by a panic.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn claim(counter: &'a AtomicUsize, max: usize) -> Option<InFlight<'a>> {
+        if counter.fetch_add(1, Ordering::AcqRel) >= max {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InFlight(counter))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection between requests.
+struct Connection {
+    wire: Wire,
+    idle_timeout: Duration,
+    /// Set once the connection must close after the current answer.
+    close: bool,
+    /// Bytes of a request body were left unread: linger before closing.
+    unread_body: bool,
+}
+
+/// Why no request head could be read.
+enum NoHead {
+    /// Nothing arrived, or the client went away: close without a word.
+    Quiet,
+    /// Part of a head arrived, but not all of it within `read-header-timeout`: 408.
+    Timeout,
+    Refused(HeadError),
+}
+
+fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, _slot: Slot) {
+    let limits = &shared.limits;
+    let header_deadline = Instant::now() + limits.read_header_timeout;
+    let prepared = socket.set_nodelay(true).is_ok()
+        && socket.set_write_timeout(Some(limits.idle_timeout)).is_ok()
+        && socket
+            .set_read_timeout(Some(limits.read_header_timeout))
+            .is_ok();
+    if !prepared {
+        return;
+    }
+    let stream = match &shared.tls {
+        None => Stream::Plain(socket),
+        Some(config) => match handshake(config, socket, header_deadline) {
+            Ok(stream) => stream,
+            Err(_) => return,
+        },
+    };
+    let secure = shared.tls.is_some();
+    let mut connection = Connection {
+        wire: Wire::new(stream, None),
+        idle_timeout: limits.idle_timeout,
+        close: false,
+        unread_body: false,
+    };
+    let mut first = Some(header_deadline);
+    while !connection.close {
+        let head = match connection.read_head(limits, first.take()) {
+            Ok(head) => head,
+            Err(NoHead::Quiet) => break,
+            Err(NoHead::Timeout) => {
+                let message = "request head not received within read-header-timeout";
+                connection.refuse(shared, remote, 408, message);
+                break;
+            }
+            Err(NoHead::Refused(error)) => {
+                connection.refuse(shared, remote, error.status(), error.message());
+                break;
+            }
+        };
+        let framing = match request_framing(&head) {
+            Ok(framing) => framing,
+            Err(error) => {
+                connection.refuse(shared, remote, error.status(), error.message());
+                break;
+            }
+        };
+        let has_body = framing != RequestBody::None && framing != RequestBody::Length(0);
+        let request = Request {
+            keep_alive: keeps_alive(head.version, &head.fields),
+            continue_pending: has_body
+                && head.version == Version::Http11
+                && head.fields.has_token("Expect", "100-continue"),
+            decoder: Decoder::request(framing),
+            framing,
+            head,
+            remote,
+            secure,
+            connection: &mut connection,
+        };
+        match InFlight::claim(&shared.in_flight, limits.max_in_flight) {
+            Some(_in_flight) => {
+                let _delivered = shared.handler.handle(request);
+            }
+            None => {
+                let mut fields = Fields::default();
+                fields.push("Content-Type", super::JSON.as_bytes());
+                fields.push("Retry-After", b"1");
+                let _delivered = request.respond(Response {
+                    status: 503,
+                    reason: String::new(),
+                    fields,
+                    body: Body::Full(super::json_error(limits.busy_message).into_bytes()),
+                });
+            }
+        }
+    }
+    connection.finish();
+}
+
+/// Completes a TLS handshake before `deadline`, whatever the client does.
+fn handshake(
+    config: &Arc<ServerConfig>,
+    mut socket: TcpStream,
+    deadline: Instant,
+) -> io::Result<Stream> {
+    let mut tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+    while tls.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        socket.set_read_timeout(Some(left))?;
+        tls.complete_io(&mut socket)?;
+    }
+    Ok(Stream::Server(Box::new(StreamOwned::new(tls, socket))))
+}
+
+impl Connection {
+    /// Waits for the next request head: its first byte within `first_deadline` (a new
+    /// connection) or `idle-timeout` (keep-alive), all of it within `read-header-timeout`.
+    fn read_head(
+        &mut self,
+        limits: &Limits,
+        first_deadline: Option<Instant>,
+    ) -> Result<RequestHead, NoHead> {
+        if self.wire.buffered().is_empty() {
+            let wait = match first_deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => limits.idle_timeout,
+            };
+            if wait.is_zero() || self.wire.set_read_timeout(wait).is_err() {
+                return Err(NoHead::Quiet);
+            }
+            match self.wire.fill() {
+                Ok(0) | Err(_) => return Err(NoHead::Quiet),
+                Ok(_) => {}
+            }
+        }
+        let deadline =
+            first_deadline.unwrap_or_else(|| Instant::now() + limits.read_header_timeout);
+        self.wire.set_limit(MAX_HEAD + 1);
+        let mut scanned = 0;
+        let head = loop {
+            let blank = leading_blank_lines(self.wire.buffered());
+            if blank > 0 {
+                self.wire.consume(blank);
+                scanned = 0;
+            }
+            if !self.wire.buffered().is_empty() {
+                match find_head_end(self.wire.buffered(), scanned) {
+                    Ok(end) => {
+                        let head = parse_request_head(&self.wire.buffered()[..end]);
+                        self.wire.consume(end);
+                        break head.map_err(NoHead::Refused);
+                    }
+                    Err(resume) => scanned = resume,
+                }
+                head::check_partial_request(self.wire.buffered()).map_err(NoHead::Refused)?;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.wire.set_read_timeout(left).is_err() {
+                return Err(NoHead::Timeout);
+            }
+            match self.wire.fill() {
+                Ok(0) => return Err(NoHead::Quiet),
+                Ok(_) => {}
+                Err(error) if is_timeout(&error) => return Err(NoHead::Timeout),
+                Err(_) => return Err(NoHead::Quiet),
+            }
+        };
+        self.wire.set_limit(BUFFER);
+        head
+    }
+
+    fn set_body_timeout(&mut self) -> io::Result<()> {
+        self.wire.set_read_timeout(self.idle_timeout)
+    }
+
+    /// Answers a request the core refused itself, then closes.
+    fn refuse(&mut self, shared: &Shared, remote: SocketAddr, status: u16, message: &str) {
+        if shared.limits.log {
+            log::info("http request refused")
+                .field("service", shared.service)
+                .field("remote", remote)
+                .field("status", status)
+                .field("reason", message)
+                .emit();
+        }
+        let mut out = Vec::with_capacity(256);
+        push_error(&mut out, Version::Http11, status, message, false);
+        let _ = self.wire.write_all(&out);
+        self.close = true;
+        self.unread_body = true;
+    }
+
+    /// Writes `out` (a response head) and the body from `source`, each piece as it comes.
+    /// The head goes out at once, with whatever body is already there: a stream that
+    /// starts quiet still shows its head.
+    fn stream_body(
+        &mut self,
+        mut out: Vec<u8>,
+        mut source: Box<dyn Source + '_>,
+        length: Option<u64>,
+        chunked: bool,
+    ) -> io::Result<()> {
+        let mut piece = vec![0u8; 16 * 1024];
+        let mut sent = 0u64;
+        let ready = source.read_ready(&mut piece)?;
+        push_piece(&mut out, &piece[..ready], chunked);
+        sent += ready as u64;
+        self.wire.write_all(&out)?;
+        loop {
+            if length.is_some_and(|length| sent >= length) {
+                return Ok(());
+            }
+            match source.read(&mut piece) {
+                Ok(0) => break,
+                Ok(count) => {
+                    out.clear();
+                    push_piece(&mut out, &piece[..count], chunked);
+                    self.wire.write_all(&out)?;
+                    sent += count as u64;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if is_timeout(&error) => {
+                    // A quiet stream lives as long as its client (SPEC §10).
+                    if self.wire.peer() == Peer::Closed {
+                        return Err(io::Error::new(
+                            io::ErrorKind::ConnectionAborted,
+                            "client went away during a quiet stream",
+                        ));
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if length.is_some_and(|length| sent < length) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "upstream body ended before its Content-Length",
+            ));
+        }
+        if chunked {
+            self.wire.write_all(LAST_CHUNK)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the connection: a clean close, after reading for a while what a client with
+    /// an unread body still sends, so it sees the answer instead of a reset.
+    fn finish(mut self) {
+        self.wire.stream.shutdown();
+        if !self.unread_body {
+            return;
+        }
+        let deadline = Instant::now() + LINGER;
+        let mut scratch = [0u8; 4096];
+        let mut socket = self.wire.stream.socket();
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match socket.read(&mut scratch) {
+                Ok(0) | Err(_) => return,
+                Ok(count) => drained += count,
+            }
+        }
+    }
+}
+
+fn push_piece(out: &mut Vec<u8>, piece: &[u8], chunked: bool) {
+    if piece.is_empty() {
+        return;
+    }
+    if chunked {
+        let (line, used) = chunk_size_line(piece.len());
+        out.extend_from_slice(&line[..used]);
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(piece);
+    }
+}
+
+fn push_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
+    let reason = if reason.is_empty() {
+        head::reason_phrase(status)
+    } else {
+        reason
+    };
+    out.extend_from_slice(version.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+pub(super) fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_length(out: &mut Vec<u8>, length: u64) {
+    push_field(out, "Content-Length", length.to_string().as_bytes());
+}
+
+/// A whole answer carrying kapauth's JSON error `message`, closing the connection.
+fn push_error(out: &mut Vec<u8>, version: Version, status: u16, message: &str, retry: bool) {
+    let body = super::json_error(message);
+    push_status_line(out, version, status, "");
+    push_field(out, "Content-Type", super::JSON.as_bytes());
+    if retry {
+        push_field(out, "Retry-After", b"1");
+    }
+    push_length(out, body.len() as u64);
+    push_field(out, "Connection", b"close");
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+pub(super) fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}

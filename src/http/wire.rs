@@ -1,0 +1,210 @@
+//! One connection as the HTTP core uses it: a TCP socket, maybe under rustls, with a small
+//! read buffer in front. Timeouts are set here and only when they change, so a request on a
+//! keep-alive connection costs no extra system call. Knows nothing of HTTP.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use rustls::{ClientConnection, ServerConnection, StreamOwned};
+
+use super::body::Input;
+
+/// What a connection's buffer holds when it is not reading a large head: small, so a
+/// thousand idle connections cost little (CRATE-NOTES).
+pub const BUFFER: usize = 4 * 1024;
+
+/// A socket, plain or under TLS.
+pub enum Stream {
+    Plain(TcpStream),
+    Server(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Client(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(socket) => socket,
+            Stream::Server(tls) => &tls.sock,
+            Stream::Client(tls) => &tls.sock,
+        }
+    }
+
+    /// Sends a TLS close_notify where there is TLS, then ends the sending half.
+    pub fn shutdown(&mut self) {
+        match self {
+            Stream::Plain(_) => {}
+            Stream::Server(tls) => {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+            Stream::Client(tls) => {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        }
+        let _ = self.socket().shutdown(Shutdown::Write);
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(socket) => socket.read(out),
+            Stream::Server(tls) => tls.read(out),
+            Stream::Client(tls) => tls.read(out),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(socket) => socket.write(bytes),
+            Stream::Server(tls) => tls.write(bytes),
+            Stream::Client(tls) => tls.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(socket) => socket.flush(),
+            Stream::Server(tls) => tls.flush(),
+            Stream::Client(tls) => tls.flush(),
+        }
+    }
+}
+
+/// What a peer did while nobody was reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// Nothing: still connected, nothing to read.
+    Quiet,
+    /// Sent bytes (or a TLS alert) not read yet.
+    Sent,
+    /// Closed its side, or the socket failed.
+    Closed,
+}
+
+/// A stream and its read buffer.
+pub struct Wire {
+    pub stream: Stream,
+    buffer: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The most the buffer may grow to while a head is read.
+    limit: usize,
+    read_timeout: Option<Duration>,
+}
+
+impl Wire {
+    pub fn new(stream: Stream, read_timeout: Option<Duration>) -> Wire {
+        Wire {
+            stream,
+            buffer: vec![0; BUFFER],
+            start: 0,
+            end: 0,
+            limit: BUFFER,
+            read_timeout,
+        }
+    }
+
+    /// Lets the buffer grow to `limit` bytes (a head being read), or back to `BUFFER`.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.max(BUFFER);
+        if self.limit == BUFFER && self.buffer.len() > BUFFER && self.end - self.start <= BUFFER {
+            self.compact();
+            self.buffer.truncate(BUFFER);
+            self.buffer.shrink_to_fit();
+        }
+    }
+
+    /// Sets the socket's read timeout if it differs from the one set last.
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        if self.read_timeout != timeout {
+            self.stream.socket().set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// What the peer has done since the last read, without waiting: the question a quiet
+    /// stream asks of its client, and a pooled connection of its upstream.
+    pub fn peer(&self) -> Peer {
+        let socket = self.stream.socket();
+        if socket.set_nonblocking(true).is_err() {
+            return Peer::Closed;
+        }
+        let mut probe = [0u8; 1];
+        let peer = match socket.peek(&mut probe) {
+            Ok(0) => Peer::Closed,
+            Ok(_) => Peer::Sent,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Peer::Quiet,
+            Err(_) => Peer::Closed,
+        };
+        if socket.set_nonblocking(false).is_err() {
+            return Peer::Closed;
+        }
+        peer
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+}
+
+impl Input for Wire {
+    fn buffered(&self) -> &[u8] {
+        &self.buffer[self.start..self.end]
+    }
+
+    fn consume(&mut self, count: usize) {
+        self.start = (self.start + count).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.end == self.buffer.len() {
+            self.compact();
+        }
+        if self.end == self.buffer.len() {
+            if self.buffer.len() >= self.limit {
+                return Err(io::Error::other("read buffer full"));
+            }
+            let grown = (self.buffer.len() * 2).min(self.limit);
+            self.buffer.resize(grown, 0);
+        }
+        let count = self.stream.read(&mut self.buffer[self.end..])?;
+        self.end += count;
+        Ok(count)
+    }
+
+    fn read_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start == self.end {
+            // A large read goes straight to the caller: a body is not copied twice.
+            if out.len() >= BUFFER {
+                return self.stream.read(out);
+            }
+            if self.fill()? == 0 {
+                return Ok(0);
+            }
+        }
+        let count = (self.end - self.start).min(out.len());
+        out[..count].copy_from_slice(&self.buffer[self.start..self.start + count]);
+        self.consume(count);
+        Ok(count)
+    }
+}
