@@ -227,7 +227,13 @@ impl<'c> Request<'c> {
     /// answer says `Connection: close` and the connection closes after it.
     pub fn respond(mut self, response: Response<'_>) -> Delivered {
         let status = response.status;
-        let mut close = !self.keep_alive || !self.finish_body();
+        let mut close = !self.keep_alive;
+        if !self.decoder.is_done() && (close || !self.drain_body()) {
+            // The rest of the body will not be read: close after the answer, and linger so
+            // the client reads the answer instead of a reset.
+            close = true;
+            self.connection.unread_body = true;
+        }
         let mut out = Vec::with_capacity(256);
         let version = self.head.version;
         push_status_line(&mut out, version, status, &response.reason);
@@ -276,12 +282,8 @@ impl<'c> Request<'c> {
         }
     }
 
-    /// Reads what is left of the body if it is small enough: whether the connection can
-    /// serve another request after this one.
-    fn finish_body(&mut self) -> bool {
-        if self.decoder.is_done() {
-            return true;
-        }
+    /// Reads what is left of the body if it is small enough: whether it was read whole.
+    fn drain_body(&mut self) -> bool {
         let small = match self.framing {
             RequestBody::Length(length) => length <= MAX_DRAINED,
             RequestBody::Chunked => true,
@@ -289,17 +291,13 @@ impl<'c> Request<'c> {
         };
         // A client still waiting for `100 Continue` may never send its body, or send it
         // after the answer: either way its next bytes cannot be trusted as a request.
-        let drained = small
+        small
             && !self.continue_pending
             && self.connection.set_body_timeout().is_ok()
             && matches!(
                 self.decoder.drain(&mut self.connection.wire, MAX_DRAINED),
                 Ok(true)
-            );
-        if !drained {
-            self.connection.unread_body = true;
-        }
-        drained
+            )
     }
 }
 

@@ -80,7 +80,12 @@ pub fn server_config(
     let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|error| TlsError {
         key: key_name.clone(),
         path: key_path.to_path_buf(),
-        problem: format!("holds no usable PEM private key ({error})"),
+        problem: match private_key {
+            Some(_) => format!("holds no usable PEM private key ({error})"),
+            None => format!(
+                "holds no usable PEM private key ({error}); set [{section}] https-private-key to the key's file, or append the key to this file"
+            ),
+        },
     })?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
