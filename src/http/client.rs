@@ -18,7 +18,7 @@ use super::body::{Decoder, Input, LAST_CHUNK, chunk_size_line};
 use super::head::{
     Fields, MAX_HEAD, ResponseBody, keeps_alive, parse_response_head, response_framing,
 };
-use super::server::{Body, Source, is_timeout, push_field};
+use super::server::{Body, Source, is_timeout, push_decimal, push_field};
 use super::wire::{BUFFER, Peer, Stream, Wire};
 
 /// A body up to this size is read whole and written with the head, in one system call.
@@ -159,7 +159,9 @@ impl Upstream {
                 None
             }
             Outgoing::Length(length, reader) => {
-                push_field(&mut out, "Content-Length", length.to_string().as_bytes());
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(&mut out, length);
+                out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(b"\r\n");
                 if length <= WRITE_WITH_HEAD {
                     let start = out.len();
@@ -497,15 +499,33 @@ impl Source for UpstreamBody<'_> {
         self.after_read(result)
     }
 
-    fn read_ready(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let Some(wire) = self.wire.as_mut() else {
-            return Ok(0);
-        };
-        let result = match self.decoder.read(&mut ReadyOnly(wire), out) {
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            other => other,
-        };
-        self.after_read(result)
+    fn append_ready(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let mut appended = 0;
+        while appended < max && !self.decoder.is_done() {
+            let Some(wire) = self.wire.as_mut() else {
+                break;
+            };
+            // Only what is buffered is zeroed and then overwritten: no large buffer.
+            let room = wire.buffered().len().min(max - appended);
+            if room == 0 {
+                break;
+            }
+            let start = out.len();
+            out.resize(start + room, 0);
+            let result = match self.decoder.read(&mut ReadyOnly(wire), &mut out[start..]) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                other => other,
+            };
+            let count = self
+                .after_read(result)
+                .inspect_err(|_| out.truncate(start))?;
+            out.truncate(start + count);
+            if count == 0 {
+                break;
+            }
+            appended += count;
+        }
+        Ok(appended)
     }
 }
 

@@ -82,17 +82,18 @@ impl Fields {
     }
 
     /// Every value of the field `name` (any case), in order.
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter()
-            .filter(move |(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
+    pub fn all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.spans
+            .iter()
+            .filter(move |span| {
+                self.bytes[span.name.0..span.name.1].eq_ignore_ascii_case(name.as_bytes())
+            })
+            .map(|span| &self.bytes[span.value.0..span.value.1])
     }
 
     /// The first value of the field `name` (any case).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
+        self.all(name).next()
     }
 
     /// The first value of `name` when it is UTF-8.

@@ -31,6 +31,9 @@ pub const MAX_DRAINED: u64 = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// The most of a streamed body read and written at once.
+const PIECE: usize = 16 * 1024;
+
 /// Stack of a connection thread: it runs a whole request (bcrypt, the meta client).
 const STACK: usize = 256 * 1024;
 
@@ -181,8 +184,9 @@ pub enum Body<'a> {
 /// quiet; the core then checks that the client is still there and reads again.
 pub trait Source {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize>;
-    /// Bytes available without waiting (to write them with the head), `Ok(0)` if none.
-    fn read_ready(&mut self, _out: &mut [u8]) -> io::Result<usize> {
+    /// Appends to `out` the bytes there are without waiting, at most `max` of them (to
+    /// write them with the head); `Ok(0)` if none.
+    fn append_ready(&mut self, _out: &mut Vec<u8>, _max: usize) -> io::Result<usize> {
         Ok(0)
     }
 }
@@ -227,6 +231,10 @@ impl<'c> Request<'c> {
     /// answer says `Connection: close` and the connection closes after it.
     pub fn respond(mut self, response: Response<'_>) -> Delivered {
         let status = response.status;
+        let whole = match &response.body {
+            Body::Full(bytes) => bytes.len(),
+            _ => 0,
+        };
         let mut close = !self.keep_alive;
         if !self.decoder.is_done() && (close || !self.drain_body()) {
             // The rest of the body will not be read: close after the answer, and linger so
@@ -234,7 +242,7 @@ impl<'c> Request<'c> {
             close = true;
             self.connection.unread_body = true;
         }
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(256 + 32 * response.fields.len() + whole.max(2048));
         let version = self.head.version;
         push_status_line(&mut out, version, status, &response.reason);
         for (name, value) in response.fields.iter() {
@@ -685,8 +693,8 @@ impl Connection {
     }
 
     /// Writes `out` (a response head) and the body from `source`, each piece as it comes.
-    /// The head goes out at once, with whatever body is already there: a stream that
-    /// starts quiet still shows its head.
+    /// The head goes out at once with the body that arrived with the upstream's head, if
+    /// any: a stream that starts quiet still shows its head.
     fn stream_body(
         &mut self,
         mut out: Vec<u8>,
@@ -694,15 +702,23 @@ impl Connection {
         length: Option<u64>,
         chunked: bool,
     ) -> io::Result<()> {
-        let mut piece = vec![0u8; 16 * 1024];
-        let mut sent = 0u64;
-        let ready = source.read_ready(&mut piece)?;
-        push_piece(&mut out, &piece[..ready], chunked);
-        sent += ready as u64;
+        let head_length = out.len();
+        let ready = source.append_ready(&mut out, PIECE)?;
+        if chunked && ready > 0 {
+            let (line, used) = chunk_size_line(ready);
+            out.splice(head_length..head_length, line[..used].iter().copied());
+            out.extend_from_slice(b"\r\n");
+        }
+        let mut sent = ready as u64;
         self.wire.write_all(&out)?;
+        // Allocated only for a body that did not come whole with the head.
+        let mut piece = Vec::new();
         loop {
             if length.is_some_and(|length| sent >= length) {
                 return Ok(());
+            }
+            if piece.is_empty() {
+                piece = vec![0u8; PIECE];
             }
             match source.read(&mut piece) {
                 Ok(0) => break,
@@ -783,7 +799,7 @@ fn push_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &s
     };
     out.extend_from_slice(version.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(status.to_string().as_bytes());
+    push_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -797,7 +813,25 @@ pub(super) fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 }
 
 fn push_length(out: &mut Vec<u8>, length: u64) {
-    push_field(out, "Content-Length", length.to_string().as_bytes());
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, length);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `number` in decimal, without an allocation.
+pub(super) fn push_decimal(out: &mut Vec<u8>, number: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A whole answer carrying kapauth's JSON error `message`, closing the connection.
