@@ -4,6 +4,7 @@
 //! writes are serialized by the disk's mutex, saved, and only then published. bcrypt runs
 //! before either lock is taken.
 
+mod access;
 pub mod disk;
 pub mod routes;
 pub mod store;

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::MetaServer;
+use super::access::{Access, Need, Principal, Refusal, access};
 use super::store::{Grants, Mutation, State, StoreError, from_wire};
 use crate::http::{Body, Delivered, Fields, Request, RequestBody, Response};
 use crate::log;
@@ -25,26 +26,6 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub allow: Option<&'static str>,
-}
-
-/// Who is asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Principal {
-    Anonymous,
-    /// A meta user whose Basic password verified.
-    User(String),
-    /// A holder of `[meta] internal-shared-secret`.
-    Internal,
-}
-
-/// What a route requires of the principal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
-    Nothing,
-    /// `ViewAdmin` or `CreateUserAndRole`: reading users and roles shows hashes.
-    View,
-    /// `CreateUserAndRole`.
-    Manage,
 }
 
 /// Serves one request and writes the access line.
@@ -199,105 +180,140 @@ fn route(
     declared_length: Option<u64>,
     body: &mut dyn Read,
 ) -> Reply {
-    let allow = match path {
-        "/ping" => "GET, HEAD",
-        "/user" | "/role" => "GET, POST",
-        "/authorized" => "GET",
-        _ => {
-            return error(
-                404,
-                &format!(
-                    "no such endpoint {path:?}; the meta API serves /ping, /user, /role and /authorized"
-                ),
-            );
-        }
+    let route = match Route::of(method, path) {
+        Ok(route) => route,
+        Err(reply) => return reply,
     };
-    let need = match (method, path) {
-        ("GET" | "HEAD", "/ping") => Need::Nothing,
-        ("GET", _) if path != "/ping" => Need::View,
-        ("POST", "/user" | "/role") => Need::Manage,
-        _ => {
-            let mut reply = error(
-                405,
-                &format!("method {method} is not allowed on {path}; use {allow}"),
-            );
-            reply.allow = Some(allow);
-            return reply;
-        }
-    };
-    if need == Need::Manage {
-        let body = match read_body(declared_length, body) {
+    // A change's body is read before access is decided, so an oversized body is a 413
+    // whoever sends it.
+    let body = match route {
+        Route::Change(_) => match read_body(declared_length, body) {
             Ok(body) => body,
             Err(reply) => return reply,
-        };
-        let bootstrap =
-            *principal == Principal::Anonymous && state.users.is_empty() && path == "/user";
-        if let Some(reply) = check_access(state, principal, need).filter(|_| !bootstrap) {
-            return reply;
-        }
-        return match parse_action(path, &body).and_then(|action| mutation(meta, action, bootstrap))
-        {
-            Ok(mutation) => match meta.mutate(&mutation) {
-                Ok(()) => Reply {
-                    status: 200,
-                    body: String::new(),
-                    allow: None,
-                },
-                Err(super::MutateError::Store(store_error)) => store_reply(&store_error),
-                Err(super::MutateError::Disk(disk_error)) => {
-                    log::error("cannot save the meta store")
-                        .field("error", disk_error)
-                        .emit();
-                    error(
-                        500,
-                        "the meta store could not be saved; the change was not made",
-                    )
-                }
-            },
-            Err(reply) => reply,
-        };
-    }
-    if let Some(reply) = check_access(state, principal, need) {
-        return reply;
-    }
-    match path {
-        "/ping" => Reply {
+        },
+        Route::Ping | Route::Users | Route::Roles | Route::Authorized => Vec::new(),
+    };
+    let bootstrap = route == Route::Change(Entity::User) && state.users.is_empty();
+    let holds = |user: &str, permission: &str| state.holds(user, permission, "");
+    match (access(principal, route.need(), bootstrap, holds), route) {
+        (Access::Refused(refusal), _) => refused(&refusal),
+        (Access::Bootstrap, Route::Change(Entity::User)) => change(meta, Entity::User, &body, true),
+        // `bootstrap` is only ever true for `POST /user`; refuse should that change.
+        (Access::Bootstrap, _) => refused(&Refusal::Unauthenticated),
+        (Access::Granted, Route::Ping) => Reply {
             status: 204,
             body: String::new(),
             allow: None,
         },
-        "/user" => read_users(state, query),
-        "/role" => read_roles(state, query),
-        _ => authorized(state, query),
+        (Access::Granted, Route::Users) => read_users(state, query),
+        (Access::Granted, Route::Roles) => read_roles(state, query),
+        (Access::Granted, Route::Authorized) => authorized(state, query),
+        (Access::Granted, Route::Change(entity)) => change(meta, entity, &body, false),
     }
 }
 
-fn check_access(state: &State, principal: &Principal, need: Need) -> Option<Reply> {
-    let user = match principal {
-        Principal::Internal => return None,
-        _ if need == Need::Nothing => return None,
-        Principal::Anonymous => {
-            return Some(error(401, "unable to parse authentication credentials"));
+/// What a request asks the meta API for, by method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Ping,
+    Users,
+    Roles,
+    Authorized,
+    /// A `POST` of an action on users or roles.
+    Change(Entity),
+}
+
+/// The entity a `POST` acts on: `/user` or `/role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entity {
+    User,
+    Role,
+}
+
+impl Route {
+    /// The route, or the 404 of an unknown path or the 405 of a method the path does not take.
+    fn of(method: &str, path: &str) -> Result<Route, Reply> {
+        let allow = match path {
+            "/ping" => "GET, HEAD",
+            "/user" | "/role" => "GET, POST",
+            "/authorized" => "GET",
+            _ => {
+                return Err(error(
+                    404,
+                    &format!(
+                        "no such endpoint {path:?}; the meta API serves /ping, /user, /role and /authorized"
+                    ),
+                ));
+            }
+        };
+        match (method, path) {
+            ("GET" | "HEAD", "/ping") => Ok(Route::Ping),
+            ("GET", "/user") => Ok(Route::Users),
+            ("GET", "/role") => Ok(Route::Roles),
+            ("GET", "/authorized") => Ok(Route::Authorized),
+            ("POST", "/user") => Ok(Route::Change(Entity::User)),
+            ("POST", "/role") => Ok(Route::Change(Entity::Role)),
+            _ => {
+                let mut reply = error(
+                    405,
+                    &format!("method {method} is not allowed on {path}; use {allow}"),
+                );
+                reply.allow = Some(allow);
+                Err(reply)
+            }
         }
-        Principal::User(user) => user,
+    }
+
+    /// Reading users and roles shows hashes, and `/authorized` checks passwords, so both
+    /// need a viewer; a change needs a manager (SPEC §8).
+    fn need(self) -> Need {
+        match self {
+            Route::Ping => Need::Nothing,
+            Route::Users | Route::Roles | Route::Authorized => Need::View,
+            Route::Change(_) => Need::Manage,
+        }
+    }
+}
+
+/// Applies the action in `body`, or says why not.
+fn change(meta: &MetaServer, entity: Entity, body: &[u8], bootstrap: bool) -> Reply {
+    let path = match entity {
+        Entity::User => "/user",
+        Entity::Role => "/role",
     };
-    let holds = |permission| state.holds(user, permission, "");
-    let allowed = match need {
-        Need::Nothing => true,
-        Need::View => holds("ViewAdmin") || holds("CreateUserAndRole"),
-        Need::Manage => holds("CreateUserAndRole"),
-    };
-    let wanted = if need == Need::View {
-        "ViewAdmin or CreateUserAndRole"
-    } else {
-        "CreateUserAndRole"
-    };
-    (!allowed).then(|| {
-        error(
+    match parse_action(path, body).and_then(|action| mutation(meta, action, bootstrap)) {
+        Ok(mutation) => match meta.mutate(&mutation) {
+            Ok(()) => Reply {
+                status: 200,
+                body: String::new(),
+                allow: None,
+            },
+            Err(super::MutateError::Store(store_error)) => store_reply(&store_error),
+            Err(super::MutateError::Disk(disk_error)) => {
+                log::error("cannot save the meta store")
+                    .field("error", disk_error)
+                    .emit();
+                error(
+                    500,
+                    "the meta store could not be saved; the change was not made",
+                )
+            }
+        },
+        Err(reply) => reply,
+    }
+}
+
+fn refused(refusal: &Refusal) -> Reply {
+    match refusal {
+        Refusal::Unauthenticated => error(401, "unable to parse authentication credentials"),
+        Refusal::Lacks { user, need } => error(
             403,
-            &format!("user {user:?} needs the {wanted} permission for this request"),
-        )
-    })
+            &format!(
+                "user {user:?} needs the {} permission for this request",
+                need.permissions().join(" or ")
+            ),
+        ),
+    }
 }
 
 fn read_body(declared_length: Option<u64>, body: &mut dyn Read) -> Result<Vec<u8>, Reply> {
