@@ -204,11 +204,7 @@ fn route(
         (Access::Bootstrap, Route::Change(Entity::User)) => change(meta, first_user(&body)),
         // `bootstrap` is only ever true for `POST /user`; refuse should that change.
         (Access::Bootstrap, _) => refused(&Refusal::Unauthenticated),
-        (Access::Granted, Route::Ping) => Reply {
-            status: 204,
-            body: String::new(),
-            allow: None,
-        },
+        (Access::Granted, Route::Ping) => empty(204),
         (Access::Granted, Route::Users) => read_users(state, query),
         (Access::Granted, Route::Roles) => read_roles(state, query),
         (Access::Granted, Route::Authorized) => authorized(state, query),
@@ -283,11 +279,7 @@ fn change(meta: &MetaServer, action: Result<Action, ActionError>) -> Reply {
         return error(500, "cannot hash the password");
     };
     match meta.mutate(&mutation) {
-        Ok(()) => Reply {
-            status: 200,
-            body: String::new(),
-            allow: None,
-        },
+        Ok(()) => empty(200),
         Err(super::MutateError::Store(store_error)) => store_reply(&store_error),
         Err(super::MutateError::Disk(disk_error)) => {
             log::error("cannot save the meta store")
@@ -376,11 +368,7 @@ fn authorized(state: &State, query: &str) -> Reply {
         return error(401, "authorization failed");
     }
     if state.holds(&name, &permission, &resource) {
-        Reply {
-            status: 200,
-            body: String::new(),
-            allow: None,
-        }
+        empty(200)
     } else {
         error(
             403,
@@ -406,6 +394,15 @@ fn invalid(action_error: &ActionError) -> Reply {
         _ => 400,
     };
     error(status, &action_error.to_string())
+}
+
+/// An answer without a body.
+fn empty(status: u16) -> Reply {
+    Reply {
+        status,
+        body: String::new(),
+        allow: None,
+    }
 }
 
 fn error(status: u16, message: &str) -> Reply {
