@@ -127,7 +127,7 @@ mod tests {
         let mut seen = BTreeSet::new();
         let mut check =
             |principal: Principal, need: Need, bootstrap: bool, held: &[&str], expected: Access| {
-                // Only alice holds anything, so a permission held by nobody else cannot leak in.
+                // Only alice holds anything, so a grant shows `access` asked about the principal's own name.
                 let holds =
                     |user: &str, permission: &str| user == "alice" && held.contains(&permission);
                 let case = format!("{principal:?} {need:?} bootstrap={bootstrap} held={held:?}");
