@@ -4,6 +4,8 @@
 //! writes are serialized by the disk's mutex, saved, and only then published. bcrypt runs
 //! before either lock is taken.
 
+mod access;
+mod actions;
 pub mod disk;
 pub mod routes;
 pub mod store;

@@ -1,20 +1,25 @@
-//! The meta API's HTTP surface (SPEC §8): which request needs which permission, what each
-//! body must hold, and the answers. Turns a request into a store `Mutation` or a read of
-//! the current state; `mod.rs` owns the state and the disk. Never logs a password, a hash
-//! or a token: the access line names the path without its query.
+//! The meta API's HTTP side (SPEC §8): reads a request (method, path, query, the
+//! `Authorization` header, a body of at most 1 MiB), turns its credentials into a
+//! `Principal`, asks `access.rs` whether that principal may, `actions.rs` what a body asks
+//! for, and the store for a read or a change; then writes the answer and the access line.
+//! Who may do what and what a body must hold are decided in those two pure files, never
+//! here; the state and the disk belong to `mod.rs`. Never logs a password, a hash or a
+//! token: the access line names the path without its query.
 
 use std::io::Read;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::MetaServer;
-use super::store::{Grants, Mutation, State, StoreError, from_wire};
+use super::access::{Access, Need, Principal, Refusal, access};
+use super::actions::{Action, ActionError, Entity, action, first_user};
+use super::store::{State, StoreError};
 use crate::http::{Body, Delivered, Fields, Request, RequestBody, Response};
 use crate::log;
-use crate::meta_api::{self, ActionDoc, EntityDoc, ErrorDoc, Permissions, RolesDoc, UsersDoc};
+use crate::meta_api::{self, ErrorDoc, RolesDoc, UsersDoc};
 use crate::query::query_value;
 use crate::secret::basic_auth;
 use crate::secret::jwt::{self, Token};
-use crate::secret::password::{MAX_PASSWORD_BYTES, Password, verify_bcrypt};
+use crate::secret::password::{Password, verify_bcrypt};
 
 /// The largest body a POST may carry (SPEC §8).
 pub const MAX_BODY: u64 = 1024 * 1024;
@@ -25,26 +30,6 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub allow: Option<&'static str>,
-}
-
-/// Who is asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Principal {
-    Anonymous,
-    /// A meta user whose Basic password verified.
-    User(String),
-    /// A holder of `[meta] internal-shared-secret`.
-    Internal,
-}
-
-/// What a route requires of the principal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
-    Nothing,
-    /// `ViewAdmin` or `CreateUserAndRole`: reading users and roles shows hashes.
-    View,
-    /// `CreateUserAndRole`.
-    Manage,
 }
 
 /// Serves one request and writes the access line.
@@ -199,105 +184,126 @@ fn route(
     declared_length: Option<u64>,
     body: &mut dyn Read,
 ) -> Reply {
-    let allow = match path {
-        "/ping" => "GET, HEAD",
-        "/user" | "/role" => "GET, POST",
-        "/authorized" => "GET",
-        _ => {
-            return error(
-                404,
-                &format!(
-                    "no such endpoint {path:?}; the meta API serves /ping, /user, /role and /authorized"
-                ),
-            );
-        }
+    let route = match Route::of(method, path) {
+        Ok(route) => route,
+        Err(reply) => return reply,
     };
-    let need = match (method, path) {
-        ("GET" | "HEAD", "/ping") => Need::Nothing,
-        ("GET", _) if path != "/ping" => Need::View,
-        ("POST", "/user" | "/role") => Need::Manage,
-        _ => {
-            let mut reply = error(
-                405,
-                &format!("method {method} is not allowed on {path}; use {allow}"),
-            );
-            reply.allow = Some(allow);
-            return reply;
-        }
-    };
-    if need == Need::Manage {
-        let body = match read_body(declared_length, body) {
+    // A change's body is read before access is decided, so an oversized body is a 413
+    // whoever sends it.
+    let body = match route {
+        Route::Change(_) => match read_body(declared_length, body) {
             Ok(body) => body,
             Err(reply) => return reply,
-        };
-        let bootstrap =
-            *principal == Principal::Anonymous && state.users.is_empty() && path == "/user";
-        if let Some(reply) = check_access(state, principal, need).filter(|_| !bootstrap) {
-            return reply;
-        }
-        return match parse_action(path, &body).and_then(|action| mutation(meta, action, bootstrap))
-        {
-            Ok(mutation) => match meta.mutate(&mutation) {
-                Ok(()) => Reply {
-                    status: 200,
-                    body: String::new(),
-                    allow: None,
-                },
-                Err(super::MutateError::Store(store_error)) => store_reply(&store_error),
-                Err(super::MutateError::Disk(disk_error)) => {
-                    log::error("cannot save the meta store")
-                        .field("error", disk_error)
-                        .emit();
-                    error(
-                        500,
-                        "the meta store could not be saved; the change was not made",
-                    )
-                }
-            },
-            Err(reply) => reply,
-        };
-    }
-    if let Some(reply) = check_access(state, principal, need) {
-        return reply;
-    }
-    match path {
-        "/ping" => Reply {
-            status: 204,
-            body: String::new(),
-            allow: None,
         },
-        "/user" => read_users(state, query),
-        "/role" => read_roles(state, query),
-        _ => authorized(state, query),
+        Route::Ping | Route::Users | Route::Roles | Route::Authorized => Vec::new(),
+    };
+    let bootstrap = route == Route::Change(Entity::User) && state.users.is_empty();
+    let holds = |user: &str, permission: &str| state.holds(user, permission, "");
+    match (access(principal, route.need(), bootstrap, holds), route) {
+        (Access::Refused(refusal), _) => refused(&refusal),
+        (Access::Bootstrap, Route::Change(Entity::User)) => change(meta, first_user(&body)),
+        // `bootstrap` is only ever true for `POST /user`; refuse should that change.
+        (Access::Bootstrap, _) => refused(&Refusal::Unauthenticated),
+        (Access::Granted, Route::Ping) => empty(204),
+        (Access::Granted, Route::Users) => read_users(state, query),
+        (Access::Granted, Route::Roles) => read_roles(state, query),
+        (Access::Granted, Route::Authorized) => authorized(state, query),
+        (Access::Granted, Route::Change(entity)) => change(meta, action(entity, &body)),
     }
 }
 
-fn check_access(state: &State, principal: &Principal, need: Need) -> Option<Reply> {
-    let user = match principal {
-        Principal::Internal => return None,
-        _ if need == Need::Nothing => return None,
-        Principal::Anonymous => {
-            return Some(error(401, "unable to parse authentication credentials"));
+/// What a request asks the meta API for, by method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Ping,
+    Users,
+    Roles,
+    Authorized,
+    /// A `POST` of an action on users or roles.
+    Change(Entity),
+}
+
+impl Route {
+    /// The route, or the 404 of an unknown path or the 405 of a method the path does not take.
+    fn of(method: &str, path: &str) -> Result<Route, Reply> {
+        let allow = match path {
+            "/ping" => "GET, HEAD",
+            "/user" | "/role" => "GET, POST",
+            "/authorized" => "GET",
+            _ => {
+                return Err(error(
+                    404,
+                    &format!(
+                        "no such endpoint {path:?}; the meta API serves /ping, /user, /role and /authorized"
+                    ),
+                ));
+            }
+        };
+        match (method, path) {
+            ("GET" | "HEAD", "/ping") => Ok(Route::Ping),
+            ("GET", "/user") => Ok(Route::Users),
+            ("GET", "/role") => Ok(Route::Roles),
+            ("GET", "/authorized") => Ok(Route::Authorized),
+            ("POST", "/user") => Ok(Route::Change(Entity::User)),
+            ("POST", "/role") => Ok(Route::Change(Entity::Role)),
+            _ => {
+                let mut reply = error(
+                    405,
+                    &format!("method {method} is not allowed on {path}; use {allow}"),
+                );
+                reply.allow = Some(allow);
+                Err(reply)
+            }
         }
-        Principal::User(user) => user,
+    }
+
+    /// Reading users and roles shows hashes, and `/authorized` checks passwords, so both
+    /// need a viewer; a change needs a manager (SPEC §8).
+    fn need(self) -> Need {
+        match self {
+            Route::Ping => Need::Nothing,
+            Route::Users | Route::Roles | Route::Authorized => Need::View,
+            Route::Change(_) => Need::Manage,
+        }
+    }
+}
+
+/// Makes the change `action` asks for: hashes its password, if any, then applies it.
+fn change(meta: &MetaServer, action: Result<Action, ActionError>) -> Reply {
+    let action = match action {
+        Ok(action) => action,
+        Err(action_error) => return invalid(&action_error),
     };
-    let holds = |permission| state.holds(user, permission, "");
-    let allowed = match need {
-        Need::Nothing => true,
-        Need::View => holds("ViewAdmin") || holds("CreateUserAndRole"),
-        Need::Manage => holds("CreateUserAndRole"),
+    // bcrypt runs here, before the store's lock is taken (SPEC §8 concurrency).
+    let Ok(mutation) = action.into_mutation(|password| meta.hash(password)) else {
+        return error(500, "cannot hash the password");
     };
-    let wanted = if need == Need::View {
-        "ViewAdmin or CreateUserAndRole"
-    } else {
-        "CreateUserAndRole"
-    };
-    (!allowed).then(|| {
-        error(
+    match meta.mutate(&mutation) {
+        Ok(()) => empty(200),
+        Err(super::MutateError::Store(store_error)) => store_reply(&store_error),
+        Err(super::MutateError::Disk(disk_error)) => {
+            log::error("cannot save the meta store")
+                .field("error", disk_error)
+                .emit();
+            error(
+                500,
+                "the meta store could not be saved; the change was not made",
+            )
+        }
+    }
+}
+
+fn refused(refusal: &Refusal) -> Reply {
+    match refusal {
+        Refusal::Unauthenticated => error(401, "unable to parse authentication credentials"),
+        Refusal::Lacks { user, need } => error(
             403,
-            &format!("user {user:?} needs the {wanted} permission for this request"),
-        )
-    })
+            &format!(
+                "user {user:?} needs the {} permission for this request",
+                need.permissions().join(" or ")
+            ),
+        ),
+    }
 }
 
 fn read_body(declared_length: Option<u64>, body: &mut dyn Read) -> Result<Vec<u8>, Reply> {
@@ -313,188 +319,6 @@ fn read_body(declared_length: Option<u64>, body: &mut dyn Read) -> Result<Vec<u8
         return Err(too_large());
     }
     Ok(bytes)
-}
-
-/// The body as an action on `/user` or `/role`, with the entity that path expects.
-fn parse_action(path: &str, body: &[u8]) -> Result<(String, EntityDoc, &'static str), Reply> {
-    let (kind, other) = if path == "/user" {
-        ("user", "role")
-    } else {
-        ("role", "user")
-    };
-    let doc: ActionDoc = serde_json::from_slice(body).map_err(|e| {
-        let mut message = if e.is_syntax() || e.is_eof() {
-            format!("malformed JSON: {e}")
-        } else {
-            format!("invalid request body: {e}")
-        };
-        if path == "/role" && String::from_utf8_lossy(body).contains("\"user\"") {
-            message.push_str("; also, /role takes the role under \"role\", not \"user\"");
-        }
-        error(400, &message)
-    })?;
-    let (entity, wrong) = if kind == "user" {
-        (doc.user, doc.role)
-    } else {
-        (doc.role, doc.user)
-    };
-    let entity = match (entity, wrong) {
-        (Some(entity), _) => entity,
-        (None, Some(_)) => {
-            return Err(error(
-                400,
-                &format!(
-                    "{path} takes the {kind} under \"{kind}\", not \"{other}\"; write e.g. {{\"action\":\"create\",\"{kind}\":{{\"name\":\"…\"}}}}"
-                ),
-            ));
-        }
-        (None, None) => {
-            return Err(error(
-                400,
-                &format!("missing \"{kind}\" object in the request body"),
-            ));
-        }
-    };
-    let action = doc.action.ok_or_else(|| {
-        error(
-            400,
-            &format!("missing \"action\"; one of {}", actions(kind)),
-        )
-    })?;
-    Ok((action, entity, kind))
-}
-
-fn mutation(
-    meta: &MetaServer,
-    (action, entity, kind): (String, EntityDoc, &'static str),
-    bootstrap: bool,
-) -> Result<Mutation, Reply> {
-    let name = entity
-        .name
-        .clone()
-        .filter(|name| !name.is_empty())
-        .ok_or_else(|| {
-            error(
-                400,
-                &format!("missing {kind} name; write \"{kind}\":{{\"name\":\"…\"}}"),
-            )
-        })?;
-    let permissions = || -> Result<Grants, Reply> {
-        let wire = entity
-            .permissions
-            .as_ref()
-            .ok_or_else(|| error(400, &format!("missing \"permissions\" for {kind} {name:?}")))?;
-        checked_permissions(wire)
-    };
-    let optional_permissions = || match &entity.permissions {
-        Some(wire) => checked_permissions(wire),
-        None => Ok(Grants::new()),
-    };
-    let users = || {
-        entity
-            .users
-            .clone()
-            .ok_or_else(|| error(400, &format!("missing \"users\" for role {name:?}")))
-    };
-    let hash = || -> Result<String, Reply> {
-        let password = entity
-            .password
-            .as_deref()
-            .ok_or_else(|| error(400, &format!("missing password for user {name:?}")))?;
-        if password.is_empty() {
-            return Err(error(400, &format!("empty password for user {name:?}")));
-        }
-        if password.len() > MAX_PASSWORD_BYTES {
-            return Err(error(
-                400,
-                &format!("password for user {name:?} is longer than 72 bytes, bcrypt's limit"),
-            ));
-        }
-        // bcrypt runs here, before the store's lock is taken (SPEC §8 concurrency).
-        meta.hash(&Password::new(password.to_string()))
-            .map_err(|_| error(500, "cannot hash the password"))
-    };
-    let mutation = match (kind, action.as_str()) {
-        ("user", "create") if bootstrap => Mutation::Bootstrap {
-            name: name.clone(),
-            hash: hash()?,
-        },
-        ("user", _) if bootstrap => {
-            return Err(error(
-                401,
-                "the meta store has no users yet: create the first one with {\"action\":\"create\",\"user\":{\"name\":\"…\",\"password\":\"…\"}}",
-            ));
-        }
-        ("user", "create") => {
-            let permissions = optional_permissions()?;
-            Mutation::CreateUser {
-                name: name.clone(),
-                hash: hash()?,
-                permissions,
-            }
-        }
-        ("user", "delete") => Mutation::DeleteUser { name: name.clone() },
-        ("user", "change-password") => Mutation::ChangePassword {
-            name: name.clone(),
-            hash: hash()?,
-        },
-        ("user", "add-permissions") => Mutation::AddUserPermissions {
-            permissions: permissions()?,
-            name: name.clone(),
-        },
-        ("user", "remove-permissions") => Mutation::RemoveUserPermissions {
-            permissions: permissions()?,
-            name: name.clone(),
-        },
-        ("role", "create") => Mutation::CreateRole {
-            permissions: optional_permissions()?,
-            name: name.clone(),
-        },
-        ("role", "delete") => Mutation::DeleteRole { name: name.clone() },
-        ("role", "add-permissions") => Mutation::AddRolePermissions {
-            permissions: permissions()?,
-            name: name.clone(),
-        },
-        ("role", "remove-permissions") => Mutation::RemoveRolePermissions {
-            permissions: permissions()?,
-            name: name.clone(),
-        },
-        ("role", "add-users") => Mutation::AddRoleUsers {
-            users: users()?,
-            name: name.clone(),
-        },
-        ("role", "remove-users") => Mutation::RemoveRoleUsers {
-            users: users()?,
-            name: name.clone(),
-        },
-        (_, other) => {
-            return Err(error(
-                400,
-                &format!(
-                    "unknown action {other:?} for /{kind}; one of {}",
-                    actions(kind)
-                ),
-            ));
-        }
-    };
-    Ok(mutation)
-}
-
-fn checked_permissions(wire: &Permissions) -> Result<Grants, Reply> {
-    if let Some(unknown) = wire
-        .values()
-        .flatten()
-        .find(|token| !meta_api::is_permission(token))
-    {
-        return Err(error(
-            400,
-            &format!(
-                "unknown permission {unknown:?}; known: {}",
-                meta_api::PERMISSIONS.join(", ")
-            ),
-        ));
-    }
-    Ok(from_wire(wire))
 }
 
 fn read_users(state: &State, query: &str) -> Reply {
@@ -533,13 +357,8 @@ fn authorized(state: &State, query: &str) -> Reply {
     };
     let resource = param("resource").unwrap_or_default();
     if !meta_api::is_permission(&permission) {
-        return error(
-            400,
-            &format!(
-                "unknown permission {permission:?}; known: {}",
-                meta_api::PERMISSIONS.join(", ")
-            ),
-        );
+        // The same words as an action body's unknown permission.
+        return invalid(&ActionError::UnknownPermission(permission));
     }
     let password = Password::new(password);
     let Some(user) = state.users.get(&name) else {
@@ -549,11 +368,7 @@ fn authorized(state: &State, query: &str) -> Reply {
         return error(401, "authorization failed");
     }
     if state.holds(&name, &permission, &resource) {
-        Reply {
-            status: 200,
-            body: String::new(),
-            allow: None,
-        }
+        empty(200)
     } else {
         error(
             403,
@@ -571,11 +386,22 @@ fn store_reply(store_error: &StoreError) -> Reply {
     error(status, &store_error.to_string())
 }
 
-fn actions(kind: &str) -> &'static str {
-    if kind == "user" {
-        "create, delete, change-password, add-permissions, remove-permissions"
-    } else {
-        "create, delete, add-permissions, remove-permissions, add-users, remove-users"
+/// A body that is not a valid action: 400, but 401 for anything other than the first
+/// user's `create` on an empty store, since everything else needs credentials.
+fn invalid(action_error: &ActionError) -> Reply {
+    let status = match action_error {
+        ActionError::NotFirstUser => 401,
+        _ => 400,
+    };
+    error(status, &action_error.to_string())
+}
+
+/// An answer without a body.
+fn empty(status: u16) -> Reply {
+    Reply {
+        status,
+        body: String::new(),
+        allow: None,
     }
 }
 
