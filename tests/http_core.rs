@@ -1,0 +1,704 @@
+//! Black-box tests of kapauth's own HTTP/1.1 core (SPEC §10) on both listeners: the
+//! gateway of `kapauth serve`, the meta API embedded in it, and a standalone `kapauth meta`.
+//! Each test names the attack or failure it stops. Limits are probed with raw sockets
+//! (`support/hostile.rs`), responses are read one at a time off connections kept open
+//! (`support/wire.rs`). Every wait is bounded by a socket read timeout or a bounded
+//! poll, so a server that never answers fails the test instead of hanging it.
+//!
+//! The core's new `[http]` keys (`read-header-timeout`, `idle-timeout`, `max-connections`,
+//! `max-connections-per-client`) are given as `KAPACITOR_HTTP_*` variables rather than
+//! `--set` flags. Both set the same key; the variable is chosen because a kapauth that does
+//! not know the key ignores an unknown `KAPACITOR_HTTP_*` variable (it may be meant for
+//! Kapacitor itself) and starts, so such a build fails these tests on the behaviour they
+//! are about, not on an unknown key.
+
+#[path = "support/hostile.rs"]
+mod hostile;
+mod support;
+#[path = "support/upstream.rs"]
+mod upstream;
+#[path = "support/wire.rs"]
+mod wire;
+
+use std::io::{self, Cursor, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::json;
+
+use hostile::{Endless, endless, rss_kib, write_ignoring_close};
+use support::{Kapauth, Launch, Response, TempDir, basic, request, try_request};
+use upstream::{Echo, Seen};
+use wire::{Connection, read_response};
+
+const ADMIN: &str = "admin";
+const ADMIN_PASSWORD: &str = "changeit";
+/// A user with the seed's Kapacitor permissions: every request under `/kapacitor/v1`.
+const USER: &str = "johndoe";
+const PASSWORD: &str = "pa5sw0Rd";
+/// A user with no permissions: authenticated, then denied with a 403.
+const NOBODY: &str = "nobody";
+const NOBODY_PASSWORD: &str = "s3cret";
+const TASKS: &str = "/kapacitor/v1/tasks";
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+const HEALTH_BODY: &str = r#"{"status":"ok"}"#;
+const NO_CREDENTIALS: &str = r#"{"error":"unable to parse authentication credentials"}"#;
+const AUTHORIZATION_FAILED: &str = r#"{"error":"authorization failed"}"#;
+
+/// The longest a test waits for any one answer or close.
+const WAIT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------
+// Memory: what one request can make kapauth hold
+// ---------------------------------------------------------------------------------------
+
+/// Attack: one request head declaring a terabyte body. kapauth allocated the declared length
+/// up front and aborted (`memory allocation of 1000000000000 bytes failed`), so one
+/// unauthenticated request took the gateway, or the meta API and every user with it, down.
+#[test]
+fn a_denied_request_declaring_a_terabyte_body_leaves_every_listener_alive_with_flat_memory() {
+    // Three processes, so that one listener going down does not hide what the others do.
+    let mut gateway = serve(&[], &[]);
+    let mut embedded = serve(&[], &[]);
+    let meta_dir = TempDir::new("terabyte-meta");
+    let mut meta = start_meta(&meta_dir);
+
+    let (gateway_addr, embedded_addr, meta_addr) =
+        (gateway.gateway(), embedded.meta(), meta.addr());
+    let mut targets = [
+        (
+            "the gateway",
+            &mut gateway.kapauth,
+            gateway_addr,
+            "POST /kapacitor/v1/tasks",
+            "/kapauth/health",
+            200,
+        ),
+        (
+            "the meta API embedded in serve",
+            &mut embedded.kapauth,
+            embedded_addr,
+            "POST /user",
+            "/ping",
+            204,
+        ),
+        (
+            "kapauth meta",
+            &mut meta,
+            meta_addr,
+            "POST /user",
+            "/ping",
+            204,
+        ),
+    ];
+    let before: Vec<u64> = targets
+        .iter()
+        .map(|target| rss_kib(target.1.pid()).expect("kapauth is running"))
+        .collect();
+    let mut failures = Vec::new();
+    for (name, _, addr, request_line, _, _) in &targets {
+        failures.extend(send_terabyte_head(name, *addr, request_line));
+    }
+    // Each process is checked only after all three attacks, so that one which fails a
+    // moment after answering has had time to.
+    for ((name, kapauth, addr, path, status), before) in targets
+        .iter_mut()
+        .map(|(name, kapauth, addr, _, path, status)| {
+            (*name, &mut **kapauth, *addr, *path, *status)
+        })
+        .zip(before)
+    {
+        failures.extend(still_alive(name, kapauth, addr, path, status, before));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Attack: a request line or a header line that never ends, or a head of endless fields.
+/// kapauth kept reading and buffering them, never answered, and its memory grew with every
+/// byte a client chose to send.
+#[test]
+fn an_endless_request_line_gets_414_and_an_endless_header_line_or_101_fields_get_431_with_flat_memory()
+ {
+    const PER_CONNECTION: usize = 4 * 1024 * 1024;
+    const LINE_TOO_LONG: &str = r#"{"error":"request line longer than 8 KiB"}"#;
+    const HEAD_TOO_LARGE: &str = r#"{"error":"request head larger than 64 KiB"}"#;
+    const TOO_MANY_FIELDS: &str = r#"{"error":"more than 100 header fields"}"#;
+    let served = serve(&[], &[]);
+    let pid = served.kapauth.pid();
+    let before = rss_kib(pid).expect("kapauth is running");
+
+    // Host and 100 more fields: one too many.
+    let mut fields = String::from("GET /kapauth/health HTTP/1.1\r\nHost: x\r\n");
+    for n in 0..100 {
+        fields.push_str(&format!("X-Field-{n}: {n}\r\n"));
+    }
+    fields.push_str("\r\n");
+    let mut cases: Vec<(String, SocketAddr, String, u8, usize, u16, &str)> = Vec::new();
+    for (listener, addr) in [("gateway", served.gateway()), ("meta", served.meta())] {
+        for n in 0..3 {
+            cases.push((
+                format!("{listener}: endless request line {n}"),
+                addr,
+                "GET /".to_string(),
+                b'a',
+                PER_CONNECTION,
+                414,
+                LINE_TOO_LONG,
+            ));
+            cases.push((
+                format!("{listener}: endless header line {n}"),
+                addr,
+                "GET /ping HTTP/1.1\r\nHost: x\r\nX-Filler: ".to_string(),
+                b'a',
+                PER_CONNECTION,
+                431,
+                HEAD_TOO_LARGE,
+            ));
+        }
+        cases.push((
+            format!("{listener}: 101 header fields"),
+            addr,
+            fields.clone(),
+            b'\n',
+            fields.len(),
+            431,
+            TOO_MANY_FIELDS,
+        ));
+    }
+    let outcomes: Vec<(String, Endless, u16, &str)> = thread::scope(|scope| {
+        let running: Vec<_> = cases
+            .iter()
+            .map(|(name, addr, prefix, filler, total, status, body)| {
+                let handle = scope.spawn(move || {
+                    endless(
+                        *addr,
+                        prefix.as_bytes(),
+                        *filler,
+                        *total,
+                        Duration::from_secs(15),
+                    )
+                });
+                (name.clone(), handle, *status, *body)
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|(name, handle, status, body)| {
+                (name, handle.join().expect("no panic"), status, body)
+            })
+            .collect()
+    });
+
+    let mut failures = Vec::new();
+    for (name, outcome, status, body) in &outcomes {
+        match &outcome.response {
+            Ok(response)
+                if response.status == *status
+                    && response.text() == *body
+                    && response.header("Content-Type") == Some(JSON_UTF8) =>
+            {
+                if let Err(error) = &outcome.closed {
+                    failures.push(format!("{name}: not closed after the answer: {error}"));
+                }
+            }
+            Ok(response) => failures.push(format!(
+                "{name}: wanted {status} {body}, got {response:?} after {} bytes",
+                outcome.written
+            )),
+            Err(error) => failures.push(format!(
+                "{name}: no answer after {} bytes: {error}",
+                outcome.written
+            )),
+        }
+    }
+    // Exactly 100 fields are within the limit.
+    let mut hundred =
+        String::from("GET /kapauth/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for n in 0..98 {
+        hundred.push_str(&format!("X-Field-{n}: {n}\r\n"));
+    }
+    hundred.push_str("\r\n");
+    match exchange(served.gateway(), hundred.as_bytes()) {
+        Ok(response) if response.status == 200 => {}
+        other => failures.push(format!("100 header fields: wanted 200, got {other:?}")),
+    }
+    let grown = rss_kib(pid).map(|now| now.saturating_sub(before));
+    if grown.is_none_or(|grown| grown > 16 * 1024) {
+        failures.push(format!(
+            "resident memory grew by {grown:?} KiB (None: the process is gone) while {} MiB of heads were sent",
+            outcomes.iter().map(|(_, o, _, _)| o.written).sum::<usize>() / (1024 * 1024)
+        ));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Framing: where one request ends and the next begins
+// ---------------------------------------------------------------------------------------
+
+/// Attack: request smuggling through an unread body. kapauth drained a denied request's
+/// chunked body up to 1 MiB and parsed what followed as the next request, so a request
+/// hidden after the first MiB reached Kapacitor without credentials.
+#[test]
+fn a_request_hidden_after_the_first_mib_of_a_denied_chunked_body_never_reaches_the_upstream() {
+    let served = serve(&[], &[]);
+    // Smuggled as OPTIONS, which kapauth forwards without credentials, padded to 128 bytes
+    // so that copies of it start at every power-of-two offset: wherever a drain stops, the
+    // bytes after it begin with a complete request.
+    let mut copy = "OPTIONS /kapacitor/v1/smuggled HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_string();
+    copy.push_str(&"p".repeat(128 - copy.len() - 4));
+    copy.push_str("\r\n\r\n");
+    assert_eq!(copy.len(), 128);
+    let data = copy.repeat((1024 * 1024 + 4 * 128) / 128);
+    let mut bytes = format!(
+        "POST {TASKS} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        data.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(data.as_bytes());
+    bytes.extend_from_slice(
+        b"\r\n0\r\n\r\nGET /kapauth/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+
+    let connection = Connection::open(served.gateway(), Duration::from_secs(15)).expect("connect");
+    let mut writer = connection.try_clone_stream().expect("a second handle");
+    let writing = thread::spawn(move || write_ignoring_close(&mut writer, &bytes));
+    let mut reader = connection.try_clone_stream().expect("a reading handle");
+    let mut received = Vec::new();
+    // Everything kapauth writes, to the end of the connection (or the read timeout): a
+    // smuggled request's answer would be written before the connection closes.
+    let _ = reader.read_to_end(&mut received);
+    connection.shutdown();
+    let _ = writing.join();
+
+    let first = read_response(&mut Cursor::new(&received), false);
+    assert!(
+        first.as_ref().is_ok_and(|response| response.status == 401),
+        "the denied request's answer: {first:?}"
+    );
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        !text.contains("X-Echo"),
+        "an upstream answer came back: {text}"
+    );
+    assert_eq!(served.echo.requests(), 0, "requests reached the upstream");
+    assert!(
+        !served
+            .kapauth
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("smuggled")),
+        "{:#?}",
+        served.kapauth.log_lines()
+    );
+}
+
+/// Attack: request smuggling through ambiguous framing (RFC 9112 §6): kapauth and Kapacitor
+/// reading one request's body differently. Each ambiguity is refused before the upstream.
+#[test]
+fn ambiguous_content_length_and_transfer_encoding_are_refused_before_the_upstream() {
+    const INVALID_LENGTH: &str = r#"{"error":"invalid Content-Length; send one value of digits"}"#;
+    const BOTH: &str = r#"{"error":"both Content-Length and Transfer-Encoding; send one"}"#;
+    const UNSUPPORTED: &str =
+        r#"{"error":"unsupported Transfer-Encoding; send chunked or a Content-Length"}"#;
+    let served = serve(&[], &[]);
+    let auth = basic(USER, PASSWORD);
+    let chunked_body = "5\r\nhello\r\n0\r\n\r\n";
+    let cases: &[(&str, &str, u16, &str)] = &[
+        (
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "hello",
+            400,
+            INVALID_LENGTH,
+        ),
+        ("Content-Length: +5\r\n", "hello", 400, INVALID_LENGTH),
+        ("Content-Length: 5, 5\r\n", "hello", 400, INVALID_LENGTH),
+        ("Content-Length: five\r\n", "hello", 400, INVALID_LENGTH),
+        ("Content-Length: -5\r\n", "hello", 400, INVALID_LENGTH),
+        (
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            chunked_body,
+            400,
+            BOTH,
+        ),
+        (
+            "Transfer-Encoding: gzip\r\n",
+            chunked_body,
+            501,
+            UNSUPPORTED,
+        ),
+        (
+            "Transfer-Encoding: chunked, chunked\r\n",
+            chunked_body,
+            501,
+            UNSUPPORTED,
+        ),
+        ("Transfer-Encoding: identity\r\n", "hello", 501, UNSUPPORTED),
+        (
+            "Transfer-Encoding: gzip, chunked\r\n",
+            chunked_body,
+            501,
+            UNSUPPORTED,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (framing, body, status, text) in cases {
+        let bytes = format!(
+            "POST {TASKS} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n{framing}\r\n{body}"
+        );
+        let mut connection = Connection::open(served.gateway(), WAIT).expect("connect");
+        connection.write(bytes.as_bytes()).expect("write");
+        match connection.response() {
+            Ok(response)
+                if response.status == *status
+                    && response.text() == *text
+                    && response.header("Content-Type") == Some(JSON_UTF8) =>
+            {
+                if let Err(error) = connection.closed() {
+                    failures.push(format!("{framing:?}: not closed: {error}"));
+                }
+            }
+            other => failures.push(format!(
+                "{framing:?}: wanted {status} {text}, got {other:?}"
+            )),
+        }
+    }
+    if served.echo.requests() != 0 {
+        failures.push(format!(
+            "{} of them reached the upstream",
+            served.echo.requests()
+        ));
+    }
+    // Two identical values are one length, as Go reads them.
+    let same = exchange(
+        served.gateway(),
+        format!(
+            "POST {TASKS} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+        )
+        .as_bytes(),
+    );
+    match same {
+        Ok(response) if response.status == 200 && Seen::parse(&response.body).body_length == 5 => {}
+        other => failures.push(format!("two identical Content-Length headers: {other:?}")),
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Failure stopped: answers out of order, or a request lost, when a client pipelines. A
+/// reordering core would hand one user's answer to another request of the connection.
+#[test]
+fn thirty_pipelined_mixed_requests_in_one_write_are_answered_in_order() {
+    let served = serve(&[], &[]);
+    let allowed = basic(USER, PASSWORD);
+    let denied = basic(NOBODY, NOBODY_PASSWORD);
+    let mut bytes = String::new();
+    for n in 0..30 {
+        let close = if n == 29 { "Connection: close\r\n" } else { "" };
+        bytes.push_str(&match n % 5 {
+            0 => format!("GET {TASKS}?n={n} HTTP/1.1\r\nHost: x\r\nAuthorization: {allowed}\r\n{close}\r\n"),
+            1 => format!("GET {TASKS}?n={n} HTTP/1.1\r\nHost: x\r\nAuthorization: {denied}\r\n{close}\r\n"),
+            2 => format!("GET /kapauth/health HTTP/1.1\r\nHost: x\r\n{close}\r\n"),
+            3 => format!(
+                "POST {TASKS}?n={n} HTTP/1.1\r\nHost: x\r\nAuthorization: {allowed}\r\nContent-Length: 11\r\n{close}\r\nhello world"
+            ),
+            _ => format!("GET {TASKS}?n={n} HTTP/1.1\r\nHost: x\r\n{close}\r\n"),
+        });
+    }
+    let mut connection = Connection::open(served.gateway(), WAIT).expect("connect");
+    connection.write(bytes.as_bytes()).expect("one write");
+
+    for n in 0..30 {
+        let response = connection
+            .response()
+            .unwrap_or_else(|error| panic!("answer {n}: {error}"));
+        let target = format!("{TASKS}?n={n}");
+        match n % 5 {
+            0 | 3 => {
+                assert_eq!(response.status, 200, "answer {n}: {response:?}");
+                let seen = Seen::parse(&response.body);
+                assert_eq!(seen.target, target, "answer {n}");
+                let (method, length) = if n % 5 == 0 { ("GET", 0) } else { ("POST", 11) };
+                assert_eq!((seen.method.as_str(), seen.body_length), (method, length));
+            }
+            1 => {
+                assert_eq!(response.status, 403, "answer {n}: {response:?}");
+                assert_eq!(
+                    response.text(),
+                    format!(
+                        r#"{{"error":"user {NOBODY} does not have \"read\" privilege for API endpoint \"{TASKS}\""}}"#
+                    ),
+                    "answer {n}"
+                );
+            }
+            2 => {
+                assert_eq!(response.status, 200, "answer {n}: {response:?}");
+                assert_eq!(response.text(), HEALTH_BODY, "answer {n}");
+            }
+            _ => {
+                assert_eq!(response.status, 401, "answer {n}: {response:?}");
+                assert_eq!(response.text(), NO_CREDENTIALS, "answer {n}");
+            }
+        }
+    }
+    let closed = connection.closed();
+    assert!(closed.is_ok(), "{closed:?}");
+    assert_eq!(served.echo.requests(), 12);
+}
+
+/// Attack: a denied client told `100 Continue` sends its body anyway, for nothing; and an
+/// allowed client never told it waits out its own timeout before sending.
+#[test]
+fn expect_100_continue_gets_100_only_when_the_body_will_be_read() {
+    let served = serve(&[], &[]);
+    let head = |password: &str| {
+        format!(
+            "POST {TASKS} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            basic(USER, password)
+        )
+    };
+
+    let mut allowed = Connection::open(served.gateway(), Duration::from_secs(5)).expect("connect");
+    allowed
+        .write(head(PASSWORD).as_bytes())
+        .expect("write the head");
+    let interim = allowed
+        .response()
+        .expect("an interim answer before the body is sent");
+    assert_eq!(interim.status, 100, "{interim:?}");
+    allowed.write(b"hello").expect("write the body");
+    let response = allowed.response().expect("the final answer");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(Seen::parse(&response.body).body_length, 5);
+
+    let mut denied = Connection::open(served.gateway(), Duration::from_secs(5)).expect("connect");
+    denied
+        .write(head("wrong").as_bytes())
+        .expect("write the head");
+    let response = denied
+        .response()
+        .expect("the final answer, without the body");
+    assert_eq!(response.status, 401, "{response:?}");
+    assert_eq!(response.text(), AUTHORIZATION_FAILED);
+    assert_eq!(served.echo.requests(), 1);
+}
+
+/// Failure stopped: HTTP/1.0 clients (monitoring probes, old proxies) either losing
+/// keep-alive they asked for, or left hanging on a connection they expect closed.
+#[test]
+fn http_1_0_keeps_the_connection_only_when_asked_with_connection_keep_alive() {
+    let served = serve(&[], &[]);
+    let auth = basic(USER, PASSWORD);
+    let mut connection = Connection::open(served.gateway(), WAIT).expect("connect");
+    connection
+        .write(
+            format!("GET {TASKS} HTTP/1.0\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: keep-alive\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("write");
+    let forwarded = connection.response().expect("the first answer");
+    assert_eq!(forwarded.status, 200, "{forwarded:?}");
+    assert!(
+        forwarded.header("Content-Length").is_some(),
+        "{forwarded:?}"
+    );
+    assert!(
+        forwarded
+            .header("Connection")
+            .is_some_and(|value| value.eq_ignore_ascii_case("keep-alive")),
+        "{forwarded:?}"
+    );
+    connection
+        .write(b"GET /kapauth/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .expect("write on the kept connection");
+    let health = connection.response().expect("the second answer");
+    assert_eq!(health.status, 200, "{health:?}");
+    assert_eq!(health.text(), HEALTH_BODY);
+    assert!(
+        health
+            .header("Connection")
+            .is_some_and(|value| value.eq_ignore_ascii_case("keep-alive")),
+        "{health:?}"
+    );
+    // Without keep-alive, HTTP/1.0 closes after the answer.
+    connection
+        .write(b"GET /kapauth/health HTTP/1.0\r\n\r\n")
+        .expect("write the last request");
+    let last = connection.response().expect("the third answer");
+    assert_eq!(last.status, 200, "{last:?}");
+    let closed = connection.closed();
+    assert!(closed.is_ok(), "{closed:?}");
+
+    let mut fresh = Connection::open(served.gateway(), WAIT).expect("connect");
+    fresh
+        .write(format!("GET {TASKS} HTTP/1.0\r\nAuthorization: {auth}\r\n\r\n").as_bytes())
+        .expect("write");
+    let response = fresh.response().expect("an answer");
+    assert_eq!(response.status, 200, "{response:?}");
+    let closed = fresh.closed();
+    assert!(closed.is_ok(), "{closed:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixture
+// ---------------------------------------------------------------------------------------
+
+/// `kapauth serve` with its embedded meta store, its meta API and an echo upstream; the meta
+/// store holds an administrator, `USER` with Kapacitor's permissions and `NOBODY` with none.
+struct Served {
+    kapauth: Kapauth,
+    echo: Echo,
+    _dir: TempDir,
+}
+
+impl Served {
+    fn gateway(&self) -> SocketAddr {
+        self.kapauth.addr_of("gateway")
+    }
+
+    fn meta(&self) -> SocketAddr {
+        self.kapauth.addr_of("meta")
+    }
+}
+
+/// `serve_with` a new echo upstream.
+fn serve(settings: &[(&str, &str)], env: &[(&str, &str)]) -> Served {
+    serve_with(Echo::start(), settings, env)
+}
+
+/// Starts `kapauth serve` on 127.0.0.1 ephemeral ports in front of `echo`; `settings` are
+/// `--set` flags after these defaults (a later flag wins), `env` extra variables.
+fn serve_with(echo: Echo, settings: &[(&str, &str)], env: &[(&str, &str)]) -> Served {
+    let dir = TempDir::new("http-core");
+    let mut launch = Launch::serve()
+        .set("http.bind-address", "127.0.0.1:0")
+        .set("meta.bind-address", "127.0.0.1:0")
+        .set("meta.dir", dir.path())
+        .set("meta.bcrypt-cost", "4")
+        .set("auth.bcrypt-cost", "4")
+        .set("gateway.upstream", echo.url());
+    for (key, value) in settings {
+        launch = launch.set(key, value);
+    }
+    for (name, value) in env {
+        launch = launch.env(name, value);
+    }
+    let kapauth = launch.wait_for("meta").wait_for("gateway").start();
+    let meta = v4(kapauth.addr_of("meta"));
+    bootstrap_admin(meta);
+    create_user(
+        meta,
+        USER,
+        PASSWORD,
+        &["KapacitorAPI", "KapacitorConfigAPI"],
+    );
+    create_user(meta, NOBODY, NOBODY_PASSWORD, &[]);
+    Served {
+        kapauth,
+        echo,
+        _dir: dir,
+    }
+}
+
+/// A standalone `kapauth meta` over `dir` with its administrator.
+fn start_meta(dir: &TempDir) -> Kapauth {
+    let meta = Launch::meta(&dir.join("meta")).start();
+    bootstrap_admin(meta.addr());
+    meta
+}
+
+/// The unauthenticated `create` that makes the first user an administrator.
+fn bootstrap_admin(meta: SocketAddr) {
+    let body = json!({"action": "create", "user": {"name": ADMIN, "password": ADMIN_PASSWORD}});
+    let response = request(meta, "POST", "/user", &[], body.to_string().as_bytes());
+    assert_eq!(response.status, 200, "bootstrap admin: {response:?}");
+}
+
+/// Creates `name` and grants it `permissions` on every database.
+fn create_user(meta: SocketAddr, name: &str, password: &str, permissions: &[&str]) {
+    let admin = basic(ADMIN, ADMIN_PASSWORD);
+    let mut bodies =
+        vec![json!({"action": "create", "user": {"name": name, "password": password}})];
+    if !permissions.is_empty() {
+        bodies.push(json!({"action": "add-permissions",
+            "user": {"name": name, "permissions": {"": permissions}}}));
+    }
+    for body in bodies {
+        let response = request(
+            meta,
+            "POST",
+            "/user",
+            &[("Authorization", &admin)],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(response.status, 200, "POST /user {body}: {response:?}");
+    }
+}
+
+/// Sends `request_line` with a head declaring a terabyte body to `addr`, and no body; the
+/// answer must be a 4xx and the connection must close after it (the body cannot be
+/// drained). Returns what went wrong.
+fn send_terabyte_head(name: &str, addr: SocketAddr, request_line: &str) -> Vec<String> {
+    let head = format!(
+        "{request_line} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n"
+    );
+    let answer = Connection::open(addr, WAIT).and_then(|mut connection| {
+        connection.write(head.as_bytes())?;
+        let response = connection.response()?;
+        Ok((response, connection.closed()))
+    });
+    match answer {
+        Ok((response, Ok(_))) if (400..500).contains(&response.status) => Vec::new(),
+        Ok((response, Err(error))) if (400..500).contains(&response.status) => {
+            vec![format!("{name}: not closed after the answer: {error}")]
+        }
+        other => vec![format!("{name}: wanted a 4xx answer, got {other:?}")],
+    }
+}
+
+/// Checks that `kapauth` is still running, still answers `GET path` on `addr` with
+/// `status`, and holds less than 32 MiB more resident memory than `before` (KiB).
+fn still_alive(
+    name: &str,
+    kapauth: &mut Kapauth,
+    addr: SocketAddr,
+    path: &str,
+    status: u16,
+    before: u64,
+) -> Vec<String> {
+    if let Some(code) = kapauth.try_exit_code() {
+        // The reason, without the backtrace that follows it.
+        let reason: Vec<String> = kapauth
+            .log_lines()
+            .into_iter()
+            .filter(|line| line.contains("memory allocation") || line.contains("panicked"))
+            .collect();
+        return vec![format!("{name}: the process exited ({code:?}): {reason:?}")];
+    }
+    let mut failures = Vec::new();
+    match try_request(addr, "GET", path, &[], b"") {
+        Ok(response) if response.status == status => {}
+        other => failures.push(format!("{name}: GET {path} afterwards: {other:?}")),
+    }
+    match rss_kib(kapauth.pid()) {
+        Some(now) if now.saturating_sub(before) <= 32 * 1024 => {}
+        Some(now) => failures.push(format!(
+            "{name}: resident memory grew by {} KiB",
+            now - before
+        )),
+        None => failures.push(format!("{name}: the process has exited")),
+    }
+    failures
+}
+
+/// Writes `bytes` on a new connection to `addr` and reads one response, within `WAIT`.
+fn exchange(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
+    let mut connection = Connection::open(addr, WAIT)?;
+    connection.write(bytes)?;
+    connection.response()
+}
+
+/// `addr`'s port on 127.0.0.1.
+fn v4(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+}
