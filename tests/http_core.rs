@@ -20,10 +20,11 @@ mod upstream;
 #[path = "support/wire.rs"]
 mod wire;
 
-use std::io::{self, Cursor, Read};
+use std::io::{self, Cursor, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -48,6 +49,16 @@ const AUTHORIZATION_FAILED: &str = r#"{"error":"authorization failed"}"#;
 
 /// The longest a test waits for any one answer or close.
 const WAIT: Duration = Duration::from_secs(10);
+
+// The core's new `[http]` keys, given as variables (see the top of the file).
+const READ_HEADER_TIMEOUT: &str = "KAPACITOR_HTTP_READ_HEADER_TIMEOUT";
+const IDLE_TIMEOUT: &str = "KAPACITOR_HTTP_IDLE_TIMEOUT";
+
+/// When the gateway must act on a `read-header-timeout` of 1s.
+const GATEWAY_TIMEOUT: Range<Duration> = Duration::from_millis(800)..Duration::from_secs(5);
+/// When the meta API must: it may keep its own default of 10s if `[http]` keys do not
+/// govern it, but it must have one.
+const META_TIMEOUT: Range<Duration> = Duration::from_millis(800)..Duration::from_millis(11_500);
 
 // ---------------------------------------------------------------------------------------
 // Memory: what one request can make kapauth hold
@@ -230,6 +241,113 @@ fn an_endless_request_line_gets_414_and_an_endless_header_line_or_101_fields_get
             outcomes.iter().map(|(_, o, _, _)| o.written).sum::<usize>() / (1024 * 1024)
         ));
     }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Time: how long a connection may hold kapauth without a whole request
+// ---------------------------------------------------------------------------------------
+
+/// Attack: slowloris. A head that stops arriving, or trickles in a byte at a time, held a
+/// connection (and a thread) for as long as the client kept it open.
+#[test]
+fn a_request_head_that_stops_arriving_gets_408_within_about_read_header_timeout() {
+    const TIMED_OUT: &str = r#"{"error":"request head not received within read-header-timeout"}"#;
+    let served = serve(&[], &[(READ_HEADER_TIMEOUT, "1s")]);
+    let partial = b"GET /kapauth/health HTTP/1.1\r\nHost: x\r\n";
+    let (gateway, meta) = (served.gateway(), served.meta());
+
+    // The three probes run at once, so that the test takes the longest of their bounds.
+    let failures: Vec<String> = thread::scope(|scope| {
+        let stopped = |name: &'static str, addr: SocketAddr, bound: Range<Duration>| {
+            scope.spawn(move || {
+                let started = Instant::now();
+                let outcome = Connection::open(addr, bound.end + Duration::from_secs(1)).and_then(
+                    |mut connection| {
+                        connection.write(partial)?;
+                        let response = connection.response()?;
+                        Ok((response, started.elapsed(), connection.closed()))
+                    },
+                );
+                check_408(name, outcome, TIMED_OUT, bound)
+            })
+        };
+        let probes = vec![
+            stopped("gateway, stopped head", gateway, GATEWAY_TIMEOUT),
+            stopped("meta, stopped head", meta, META_TIMEOUT),
+            scope.spawn(move || {
+                check_408(
+                    "gateway, trickled head",
+                    trickled_head(gateway, GATEWAY_TIMEOUT.end),
+                    TIMED_OUT,
+                    GATEWAY_TIMEOUT,
+                )
+            }),
+        ];
+        probes
+            .into_iter()
+            .flat_map(|probe| probe.join().expect("no panic"))
+            .collect()
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Attack: idle keep-alive connections piling up until the listener is full.
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    let served = serve(&[], &[(IDLE_TIMEOUT, "1s")]);
+    let mut connection = keep_alive_health(served.gateway());
+    // The connection is kept between requests sent within the idle timeout.
+    connection
+        .write(b"GET /kapauth/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write the second request");
+    let second = connection.response().expect("a second answer");
+    assert_eq!(second.status, 200, "{second:?}");
+    // Waiting is what this test is about: the read ends when kapauth closes the idle
+    // connection, or after 6 s.
+    connection
+        .set_read_timeout(Duration::from_secs(6))
+        .expect("set a read timeout");
+    let closed = connection.closed();
+    let elapsed = closed.as_ref().expect("closed while idle");
+    assert!(
+        (Duration::from_millis(800)..Duration::from_secs(4)).contains(elapsed),
+        "closed after {elapsed:?}"
+    );
+}
+
+/// Attack: connections opened and never used, each holding a place (and today a thread).
+#[test]
+fn a_connection_that_never_sends_anything_is_closed_after_read_header_timeout_without_an_answer() {
+    let served = serve(&[], &[(READ_HEADER_TIMEOUT, "1s")]);
+    let failures: Vec<String> = thread::scope(|scope| {
+        let probes: Vec<_> = [
+            ("gateway", served.gateway(), GATEWAY_TIMEOUT),
+            ("meta", served.meta(), META_TIMEOUT),
+        ]
+        .into_iter()
+        .map(|(listener, addr, bound)| {
+            scope.spawn(move || {
+                let opened = Connection::open(addr, bound.end + Duration::from_secs(1));
+                // Waiting is what this test is about: the read ends when kapauth closes the
+                // silent connection, or a second after the bound.
+                match opened
+                    .map_err(|error| error.to_string())
+                    .and_then(|mut c| c.closed())
+                {
+                    Ok(elapsed) if bound.contains(&elapsed) => None,
+                    other => Some(format!(
+                        "{listener}: wanted a silent close within {bound:?}, got {other:?}"
+                    )),
+                }
+            })
+        })
+        .collect();
+        probes
+            .into_iter()
+            .filter_map(|probe| probe.join().expect("no panic"))
+            .collect()
+    });
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -689,6 +807,81 @@ fn still_alive(
         None => failures.push(format!("{name}: the process has exited")),
     }
     failures
+}
+
+/// The failures of one 408 outcome: the answer, the time it took (within `bound`), and the
+/// close after it.
+fn check_408(
+    name: &str,
+    outcome: io::Result<(Response, Duration, Result<Duration, String>)>,
+    body: &str,
+    bound: Range<Duration>,
+) -> Vec<String> {
+    match outcome {
+        Ok((response, elapsed, closed)) => {
+            let mut failures = Vec::new();
+            if response.status != 408
+                || response.text() != body
+                || response.header("Content-Type") != Some(JSON_UTF8)
+            {
+                failures.push(format!("{name}: wanted 408 {body}, got {response:?}"));
+            }
+            if !bound.contains(&elapsed) {
+                failures.push(format!(
+                    "{name}: answered after {elapsed:?}, not within {bound:?}"
+                ));
+            }
+            if let Err(error) = closed {
+                failures.push(format!("{name}: not closed after the 408: {error}"));
+            }
+            failures
+        }
+        Err(error) => vec![format!("{name}: no answer: {error}")],
+    }
+}
+
+/// Sends a head to `addr` one byte of a never-ending header every 100 ms, from a thread of
+/// its own, and reads the answer, waiting at most `limit` plus a second. The trickle is the
+/// attack itself, so its writer waits between bytes on purpose: each byte arrives well
+/// within any per-read timeout, and only a bound on the whole head ends it.
+fn trickled_head(
+    addr: SocketAddr,
+    limit: Duration,
+) -> io::Result<(Response, Duration, Result<Duration, String>)> {
+    let mut connection = Connection::open(addr, limit + Duration::from_secs(1))?;
+    let mut trickle = connection.try_clone_stream()?;
+    let started = Instant::now();
+    let writer = thread::spawn(move || {
+        let _ = trickle.write_all(b"GET /kapauth/health HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+        while started.elapsed() < limit {
+            if trickle.write_all(b"a").is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let outcome = connection
+        .response()
+        .map(|response| (response, started.elapsed(), connection.closed()));
+    connection.shutdown();
+    writer.join().expect("the trickle writer does not panic");
+    outcome
+}
+
+/// A new connection to `addr` that has been answered one `GET /kapauth/health` and is kept
+/// open.
+fn keep_alive_health(addr: SocketAddr) -> Connection {
+    let mut connection =
+        Connection::open(addr, WAIT).unwrap_or_else(|error| panic!("connect to {addr}: {error}"));
+    connection
+        .write(b"GET /kapauth/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap_or_else(|error| panic!("write to {addr}: {error}"));
+    let response = connection
+        .response()
+        .unwrap_or_else(|error| panic!("health on {addr}: {error}"));
+    assert_eq!(response.status, 200, "{addr}: {response:?}");
+    assert_eq!(response.text(), HEALTH_BODY);
+    connection
 }
 
 /// Writes `bytes` on a new connection to `addr` and reads one response, within `WAIT`.
