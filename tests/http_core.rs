@@ -21,14 +21,16 @@ mod upstream;
 mod wire;
 
 use std::io::{self, Cursor, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use hostile::{Endless, endless, rss_kib, write_ignoring_close};
+use hostile::{
+    Endless, endless, poll_until, rss_kib, threads, unread_bytes_on_port, write_ignoring_close,
+};
 use support::{Kapauth, Launch, Response, TempDir, basic, request, try_request};
 use upstream::{Echo, Seen};
 use wire::{Connection, read_response};
@@ -53,6 +55,8 @@ const WAIT: Duration = Duration::from_secs(10);
 // The core's new `[http]` keys, given as variables (see the top of the file).
 const READ_HEADER_TIMEOUT: &str = "KAPACITOR_HTTP_READ_HEADER_TIMEOUT";
 const IDLE_TIMEOUT: &str = "KAPACITOR_HTTP_IDLE_TIMEOUT";
+const MAX_CONNECTIONS: &str = "KAPACITOR_HTTP_MAX_CONNECTIONS";
+const MAX_CONNECTIONS_PER_CLIENT: &str = "KAPACITOR_HTTP_MAX_CONNECTIONS_PER_CLIENT";
 
 /// When the gateway must act on a `read-header-timeout` of 1s.
 const GATEWAY_TIMEOUT: Range<Duration> = Duration::from_millis(800)..Duration::from_secs(5);
@@ -349,6 +353,209 @@ fn a_connection_that_never_sends_anything_is_closed_after_read_header_timeout_wi
             .collect()
     });
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Connections: refused requests, held requests, and the caps on connections
+// ---------------------------------------------------------------------------------------
+
+/// Attack: a flood of requests kapauth refuses (`HTTP/2.0`): each must be answered and its
+/// connection closed, so the threads or tasks it cost are given back.
+#[test]
+fn two_hundred_http_2_requests_each_get_505_and_are_closed_and_threads_return_to_baseline() {
+    const NOT_SUPPORTED: &str =
+        r#"{"error":"HTTP version not supported; use HTTP/1.1 or HTTP/1.0"}"#;
+    let served = serve(&[], &[]);
+    let pid = served.kapauth.pid();
+    let health = request(served.gateway(), "GET", "/kapauth/health", &[], b"");
+    assert_eq!(health.status, 200, "{health:?}");
+    let baseline = threads(pid);
+
+    let gateway = served.gateway();
+    // One bound for the whole flood, however many of its reads time out.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let failures: Vec<String> = thread::scope(|scope| {
+        let clients: Vec<_> = (0..4)
+            .map(|client| {
+                scope.spawn(move || {
+                    // All 50 of this client's connections are open at once.
+                    let mut connections = Vec::new();
+                    let mut failures = Vec::new();
+                    for n in 0..50 {
+                        match Connection::open(gateway, WAIT).and_then(|mut connection| {
+                            connection.write(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")?;
+                            Ok(connection)
+                        }) {
+                            Ok(connection) => connections.push((n, connection)),
+                            Err(error) => failures.push(format!("{client}/{n}: {error}")),
+                        }
+                    }
+                    for (n, mut connection) in connections {
+                        let _ = connection.set_deadline(deadline);
+                        match connection.response() {
+                            Ok(response)
+                                if response.status == 505
+                                    && response.text() == NOT_SUPPORTED
+                                    && response.header("Content-Type") == Some(JSON_UTF8) =>
+                            {
+                                if let Err(error) = connection.closed() {
+                                    failures.push(format!("{client}/{n}: {error}"));
+                                }
+                            }
+                            other => failures.push(format!("{client}/{n}: {other:?}")),
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|client| client.join().expect("no panic"))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} failures: {failures:#?}",
+        failures.len()
+    );
+    // A thread that has exited sends no signal: poll its count, within a bound.
+    let settled = poll_until(WAIT, || {
+        let now = threads(pid);
+        (now <= baseline + 4).then_some(now)
+    });
+    assert!(
+        settled.is_some(),
+        "threads: {baseline} before the flood, {} after",
+        threads(pid)
+    );
+}
+
+/// Attack: connections that send a denied request's head and never its body. Each held a
+/// request thread while kapauth waited for the body, until a few hundred of them froze the
+/// listener for everyone. The valid request comes from the other address family, so the
+/// test still shows that the listener serves others if the per-client cap is what refuses
+/// some of the 300; the cap is raised to 1000 so that all 300 are held at once. The bodies
+/// declare 2000 bytes: tiny_http read a body of up to 1 KiB before handing the request
+/// on, so a smaller one held no request thread there, and the attack needs more.
+#[test]
+fn a_valid_user_is_served_while_300_connections_hold_denied_requests_with_unsent_bodies() {
+    let served = serve(
+        &[("http.bind-address", "[::]:0")],
+        &[(MAX_CONNECTIONS_PER_CLIENT, "1000")],
+    );
+    let gateway = served.gateway();
+    let head = format!(
+        "POST {TASKS} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 2000\r\n\r\n",
+        basic(USER, "wrong")
+    );
+    let held = hold(v4(gateway), &head, 300);
+    await_read(gateway.port(), 300);
+
+    let started = Instant::now();
+    let served_v6 = exchange(
+        v6(gateway),
+        format!(
+            "GET {TASKS} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            basic(USER, PASSWORD)
+        )
+        .as_bytes(),
+    );
+    let elapsed = started.elapsed();
+    drop(held);
+    let response = served_v6.expect("the valid user gets an answer from [::1]");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("X-Echo"), Some("yes"), "{response:?}");
+    assert!(elapsed < WAIT, "served only after {elapsed:?}");
+}
+
+/// Attack: the same held requests against the meta API (embedded in `serve`), which froze
+/// at about 90 of them; the gateway authenticates against it, so every user with it. 250,
+/// under the default `max-connections-per-client` of 256, so that all are held whether or
+/// not the `[http]` cap governs the meta listener. The bodies declare 2000 bytes for the
+/// reason given above.
+#[test]
+fn the_meta_api_answers_while_250_connections_hold_denied_requests_with_unsent_bodies() {
+    let served = serve(&[("meta.bind-address", "[::]:0")], &[]);
+    let meta = served.meta();
+    let head = format!(
+        "POST /user HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n",
+        basic(ADMIN, "wrong")
+    );
+    let held = hold(v4(meta), &head, 250);
+    await_read(meta.port(), 250);
+
+    let started = Instant::now();
+    let ping = exchange(
+        v6(meta),
+        b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let user = exchange(
+        v6(meta),
+        format!(
+            "GET /user?name={USER} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            basic(ADMIN, ADMIN_PASSWORD)
+        )
+        .as_bytes(),
+    );
+    let elapsed = started.elapsed();
+    drop(held);
+    let ping = ping.expect("meta answers /ping from [::1]");
+    assert_eq!(ping.status, 204, "{ping:?}");
+    let user = user.expect("meta answers GET /user from [::1]");
+    assert_eq!(user.status, 200, "{user:?}");
+    assert!(user.text().contains(USER), "{user:?}");
+    assert!(elapsed < WAIT, "answered only after {elapsed:?}");
+}
+
+/// Attack: one address opening connections until none are left for anyone else.
+#[test]
+fn a_fifth_connection_from_one_address_gets_503_while_another_address_is_still_served() {
+    let served = serve(
+        &[("http.bind-address", "[::]:0")],
+        &[(MAX_CONNECTIONS_PER_CLIENT, "4")],
+    );
+    let gateway = served.gateway();
+    let held: Vec<Connection> = (0..4).map(|_| keep_alive_health(v4(gateway))).collect();
+
+    assert_refused(
+        v4(gateway),
+        r#"{"error":"kapauth is at max-connections-per-client for this address; retry shortly"}"#,
+    );
+    let other = keep_alive_health(v6(gateway));
+    drop(other);
+    drop(held);
+}
+
+/// Attack: more open connections than the process can afford (descriptors, memory): beyond
+/// `max-connections` a new one is refused at once, and a freed place is usable again.
+#[test]
+fn beyond_max_connections_a_new_connection_gets_503_until_one_closes() {
+    let served = serve(&[], &[(MAX_CONNECTIONS, "4")]);
+    let gateway = served.gateway();
+    let mut held: Vec<Connection> = (0..4).map(|_| keep_alive_health(gateway)).collect();
+
+    assert_refused(
+        gateway,
+        r#"{"error":"kapauth is at max-connections; retry shortly"}"#,
+    );
+
+    drop(held.pop());
+    // The server learns of the close when the FIN arrives, which sends the test no signal:
+    // poll, within a bound.
+    let served_again = poll_until(WAIT, || {
+        exchange(
+            gateway,
+            b"GET /kapauth/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .ok()
+        .filter(|response| response.status == 200)
+    });
+    assert!(
+        served_again.is_some(),
+        "no connection was served after one of the four closed"
+    );
+    drop(held);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -868,6 +1075,39 @@ fn trickled_head(
     outcome
 }
 
+/// Opens `count` connections to `addr` and writes `head` on each; the connections are held
+/// open, silent, until the returned vector is dropped.
+fn hold(addr: SocketAddr, head: &str, count: usize) -> Vec<Connection> {
+    (0..count)
+        .map(|n| {
+            let mut connection = Connection::open(addr, WAIT)
+                .unwrap_or_else(|error| panic!("held connection {n} to {addr}: {error}"));
+            connection
+                .write(head.as_bytes())
+                .unwrap_or_else(|error| panic!("held connection {n}: {error}"));
+            connection
+        })
+        .collect()
+}
+
+/// Waits until kapauth has accepted at least `count` connections on `port` and read every
+/// byte sent on them: only then does it hold their requests, and a connection left unread
+/// is a client that is never served. The kernel sends no signal for that, so its socket
+/// tables are polled, within a bound.
+fn await_read(port: u16, count: usize) {
+    let mut last = Vec::new();
+    let read = poll_until(WAIT, || {
+        last = unread_bytes_on_port(port);
+        (last.len() >= count && last.iter().all(|unread| *unread == 0)).then_some(())
+    });
+    assert!(
+        read.is_some(),
+        "after {WAIT:?} kapauth had left {} of {} connections on port {port} unread: their clients are never served",
+        last.iter().filter(|unread| **unread > 0).count(),
+        last.len(),
+    );
+}
+
 /// A new connection to `addr` that has been answered one `GET /kapauth/health` and is kept
 /// open.
 fn keep_alive_health(addr: SocketAddr) -> Connection {
@@ -884,6 +1124,28 @@ fn keep_alive_health(addr: SocketAddr) -> Connection {
     connection
 }
 
+/// Opens a connection to `addr`, asks for health, and checks that the answer is a
+/// connection-limit 503 with exactly `body`, JSON and `Retry-After: 1`, and that the
+/// connection closes after it.
+fn assert_refused(addr: SocketAddr, body: &str) {
+    let mut connection =
+        Connection::open(addr, WAIT).unwrap_or_else(|error| panic!("connect to {addr}: {error}"));
+    // kapauth may refuse before reading the request, so the write may find it gone.
+    let _ = connection.write(b"GET /kapauth/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let response = connection
+        .response()
+        .unwrap_or_else(|error| panic!("the refused connection to {addr} is answered: {error}"));
+    assert_eq!(response.status, 503, "{response:?}");
+    assert_eq!(response.text(), body);
+    assert_eq!(response.header("Content-Type"), Some(JSON_UTF8));
+    assert_eq!(response.header("Retry-After"), Some("1"));
+    let closed = connection.closed();
+    assert!(
+        closed.is_ok(),
+        "the refused connection stays open: {closed:?}"
+    );
+}
+
 /// Writes `bytes` on a new connection to `addr` and reads one response, within `WAIT`.
 fn exchange(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
     let mut connection = Connection::open(addr, WAIT)?;
@@ -894,4 +1156,9 @@ fn exchange(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
 /// `addr`'s port on 127.0.0.1.
 fn v4(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+}
+
+/// `addr`'s port on [::1].
+fn v6(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
 }
