@@ -2,8 +2,10 @@
 //! gateway of `kapauth serve`, the meta API embedded in it, and a standalone `kapauth meta`.
 //! Each test names the attack or failure it stops. Limits are probed with raw sockets
 //! (`support/hostile.rs`), responses are read one at a time off connections kept open
-//! (`support/wire.rs`). Every wait is bounded by a socket read timeout or a bounded
-//! poll, so a server that never answers fails the test instead of hanging it.
+//! (`support/wire.rs`), and streamed answers come from a stand-in upstream the test drives
+//! chunk by chunk (`support/stream_upstream.rs`). Every wait is bounded by a socket read
+//! timeout, a channel timeout or a bounded poll, so a server that never answers fails the
+//! test instead of hanging it.
 //!
 //! The core's new `[http]` keys (`read-header-timeout`, `idle-timeout`, `max-connections`,
 //! `max-connections-per-client`) are given as `KAPACITOR_HTTP_*` variables rather than
@@ -14,6 +16,8 @@
 
 #[path = "support/hostile.rs"]
 mod hostile;
+#[path = "support/stream_upstream.rs"]
+mod stream_upstream;
 mod support;
 #[path = "support/upstream.rs"]
 mod upstream;
@@ -31,9 +35,10 @@ use serde_json::json;
 use hostile::{
     Endless, endless, poll_until, rss_kib, threads, unread_bytes_on_port, write_ignoring_close,
 };
+use stream_upstream::StreamUpstream;
 use support::{Kapauth, Launch, Response, TempDir, basic, request, try_request};
 use upstream::{Echo, Seen};
-use wire::{Connection, read_response};
+use wire::{Connection, read_chunk, read_head, read_response};
 
 const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "changeit";
@@ -865,6 +870,99 @@ fn http_1_0_keeps_the_connection_only_when_asked_with_connection_keep_alive() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Streaming answers
+// ---------------------------------------------------------------------------------------
+
+/// Failure stopped: a streamed answer (Kapacitor's `/logs`) held back until 8 KiB had
+/// gathered, so a client following a log saw nothing, or lines minutes late.
+#[test]
+fn each_chunk_of_a_streamed_answer_reaches_the_client_before_the_upstream_sends_the_next() {
+    let upstream = StreamUpstream::start();
+    let (gateway, _dir) = streaming_gateway(&upstream, &[]);
+    let mut client = Connection::open(gateway.addr(), WAIT).expect("connect");
+    client
+        .write(b"GET /kapacitor/v1/logs?lvl=info HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write the request");
+    let mut upstream_side = upstream.next_exchange(WAIT);
+    assert_eq!(upstream_side.target, "/kapacitor/v1/logs?lvl=info");
+    let line_1 = b"ts=2026-01-01T00:00:00Z lvl=info msg=\"line 1\"\n";
+    let line_2 = b"ts=2026-01-01T00:00:01Z lvl=info msg=\"line 2\"\n";
+    upstream_side.send_chunked_head().expect("send the head");
+    upstream_side.send_chunk(line_1).expect("send line 1");
+
+    // Line 2 is written only after line 1 has been read through the gateway: if kapauth held
+    // line 1 back waiting for more, this read runs out of time.
+    client
+        .set_read_timeout(Duration::from_secs(5))
+        .expect("set a read timeout");
+    let (status, headers) = read_head(client.reader())
+        .unwrap_or_else(|error| panic!("no response head while line 1 waits: {error}"));
+    assert_eq!(status, 200);
+    let head = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    assert_eq!(
+        head.header("Transfer-Encoding"),
+        Some("chunked"),
+        "{head:?}"
+    );
+    let mut body = Vec::new();
+    while body.len() < line_1.len() {
+        match read_chunk(client.reader()) {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            other => panic!(
+                "line 1 did not arrive before line 2 was sent ({:?} so far): {other:?}",
+                String::from_utf8_lossy(&body)
+            ),
+        }
+    }
+    assert_eq!(body, line_1);
+
+    upstream_side.send_chunk(line_2).expect("send line 2");
+    upstream_side
+        .send_last_chunk()
+        .expect("send the last chunk");
+    loop {
+        match read_chunk(client.reader()) {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(error) => panic!("the rest of the stream: {error}"),
+        }
+    }
+    assert_eq!(body, [&line_1[..], &line_2[..]].concat());
+}
+
+/// Failure stopped: `upstream-timeout` cutting a live stream. A `/logs` stream is quiet
+/// whenever Kapacitor logs nothing; the timeout bounds the wait for its head only.
+#[test]
+fn a_stream_quiet_for_longer_than_upstream_timeout_is_delivered_whole() {
+    let upstream = StreamUpstream::start();
+    let (gateway, _dir) = streaming_gateway(&upstream, &[("gateway.upstream-timeout", "1s")]);
+    let mut client = Connection::open(gateway.addr(), WAIT).expect("connect");
+    client
+        .write(b"GET /kapacitor/v1/logs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write the request");
+    let mut upstream_side = upstream.next_exchange(WAIT);
+    let mut sent = Vec::new();
+    sent.push(upstream_side.send_chunked_head());
+    sent.push(upstream_side.send_chunk(b"line 1\n"));
+    // Waiting is what this test is about: the stream stays quiet for 2.5 s, longer than the
+    // 1 s upstream-timeout.
+    thread::sleep(Duration::from_millis(2500));
+    sent.push(upstream_side.send_chunk(b"line 2\n"));
+    sent.push(upstream_side.send_last_chunk());
+
+    let response = client.response();
+    let response = response.unwrap_or_else(|error| {
+        panic!("the stream was not delivered whole (upstream writes: {sent:?}): {error}")
+    });
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.text(), "line 1\nline 2\n");
+}
+
+// ---------------------------------------------------------------------------------------
 // Fixture
 // ---------------------------------------------------------------------------------------
 
@@ -930,6 +1028,23 @@ fn start_meta(dir: &TempDir) -> Kapauth {
     let meta = Launch::meta(&dir.join("meta")).start();
     bootstrap_admin(meta.addr());
     meta
+}
+
+/// The gateway with auth off in front of a stream stand-in: the tests using it are about
+/// the forward path only.
+fn streaming_gateway(upstream: &StreamUpstream, settings: &[(&str, &str)]) -> (Kapauth, TempDir) {
+    let dir = TempDir::new("http-core-stream");
+    let mut launch = Launch::serve()
+        .set("http.bind-address", "127.0.0.1:0")
+        .set("http.auth-enabled", "false")
+        .set("meta.bind-address", "127.0.0.1:0")
+        .set("meta.dir", dir.path())
+        .set("meta.bcrypt-cost", "4")
+        .set("gateway.upstream", upstream.url());
+    for (key, value) in settings {
+        launch = launch.set(key, value);
+    }
+    (launch.wait_for("gateway").start(), dir)
 }
 
 /// The unauthenticated `create` that makes the first user an administrator.
