@@ -14,22 +14,30 @@
 //! Kapacitor itself) and starts, so such a build fails these tests on the behaviour they
 //! are about, not on an unknown key.
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "support/hostile.rs"]
 mod hostile;
 #[path = "support/stream_upstream.rs"]
 mod stream_upstream;
 mod support;
+#[path = "support/tls_proxy.rs"]
+mod tls_proxy;
 #[path = "support/upstream.rs"]
 mod upstream;
 #[path = "support/wire.rs"]
 mod wire;
 
-use std::io::{self, Cursor, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::io::{self, BufReader, Cursor, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::json;
 
 use hostile::{
@@ -37,6 +45,7 @@ use hostile::{
 };
 use stream_upstream::StreamUpstream;
 use support::{Kapauth, Launch, Response, TempDir, basic, request, try_request};
+use tls_proxy::TlsProxy;
 use upstream::{Echo, Seen};
 use wire::{Connection, read_chunk, read_head, read_response};
 
@@ -963,6 +972,223 @@ fn a_stream_quiet_for_longer_than_upstream_timeout_is_delivered_whole() {
 }
 
 // ---------------------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------------------
+
+/// Failure stopped: credentials crossing the network in clear text. Both listeners speak
+/// TLS with the operator's certificate, and neither serves plain HTTP on its TLS port.
+#[test]
+fn both_listeners_serve_https_with_run_time_certificates_and_refuse_plain_http() {
+    let dir = TempDir::new("https");
+    let pki = certs::make_pki(&dir.join("pki"), "kapauth-https-ca");
+    // The meta listener reads its key from the certificate file (https-private-key empty).
+    let combined = dir.join("meta-server-combined.pem");
+    let mut pem = std::fs::read(&pki.server.cert_pem).expect("read the certificate");
+    pem.extend(std::fs::read(&pki.server.key_pem).expect("read the key"));
+    std::fs::write(&combined, pem).expect("write the combined PEM");
+    let echo = Echo::start();
+    let kapauth = Launch::serve()
+        .set("http.bind-address", "127.0.0.1:0")
+        .set("http.https-enabled", "true")
+        .set("http.https-certificate", &pki.server.cert_pem)
+        .set("http.https-private-key", &pki.server.key_pem)
+        .set("meta.bind-address", "127.0.0.1:0")
+        .set("meta.dir", dir.join("meta"))
+        .set("meta.bcrypt-cost", "4")
+        .set("meta.https-enabled", "true")
+        .set("meta.https-certificate", &combined)
+        .set("meta.https-private-key", "")
+        .set("auth.bcrypt-cost", "4")
+        .set("gateway.upstream", echo.url())
+        .wait_for("meta")
+        .wait_for("gateway")
+        .start();
+    let (gateway, meta) = (kapauth.addr_of("gateway"), kapauth.addr_of("meta"));
+    let ca = &pki.ca.cert_der;
+
+    let tls = |addr, bytes: Vec<u8>| {
+        tls_exchange(addr, ca, &bytes).unwrap_or_else(|error| panic!("TLS to {addr}: {error}"))
+    };
+    let create = |credentials: Option<(&str, &str)>, body: serde_json::Value| {
+        let mut headers = Vec::new();
+        let authorization = credentials.map(|(user, password)| basic(user, password));
+        if let Some(value) = &authorization {
+            headers.push(("Authorization", value.as_str()));
+        }
+        let response = tls(
+            meta,
+            raw("POST", "/user", &headers, body.to_string().as_bytes()),
+        );
+        assert_eq!(response.status, 200, "POST /user {body}: {response:?}");
+    };
+    create(
+        None,
+        json!({"action": "create", "user": {"name": ADMIN, "password": ADMIN_PASSWORD}}),
+    );
+    create(
+        Some((ADMIN, ADMIN_PASSWORD)),
+        json!({"action": "create", "user": {"name": USER, "password": PASSWORD}}),
+    );
+    create(
+        Some((ADMIN, ADMIN_PASSWORD)),
+        json!({"action": "add-permissions", "user": {"name": USER,
+            "permissions": {"": ["KapacitorAPI", "KapacitorConfigAPI"]}}}),
+    );
+    let ping = tls(meta, raw("GET", "/ping", &[], b""));
+    assert_eq!(ping.status, 204, "{ping:?}");
+    let health = tls(gateway, raw("GET", "/kapauth/health", &[], b""));
+    assert_eq!(health.status, 200, "{health:?}");
+    assert_eq!(health.text(), HEALTH_BODY);
+    let auth = basic(USER, PASSWORD);
+    let tasks = tls(gateway, raw("GET", TASKS, &[("Authorization", &auth)], b""));
+    assert_eq!(tasks.status, 200, "{tasks:?}");
+    assert_eq!(Seen::parse(&tasks.body).target, TASKS);
+
+    for (addr, target) in [(gateway, "/kapauth/health"), (meta, "/ping")] {
+        let plain = exchange(addr, &raw("GET", target, &[], b""));
+        assert!(
+            !plain
+                .as_ref()
+                .is_ok_and(|response| (200..300).contains(&response.status)),
+            "plain HTTP to the HTTPS port {addr}: {plain:?}"
+        );
+    }
+}
+
+/// Failure stopped: starting without TLS, or failing at the first handshake, when a
+/// certificate is missing, unreadable or does not match its key; the operator is told which
+/// key and which file.
+#[test]
+fn a_certificate_that_will_not_load_fails_check_config_and_startup_naming_the_key_and_the_file() {
+    let dir = TempDir::new("bad-certificates");
+    let pki = certs::make_pki(&dir.join("pki"), "kapauth-bad-ca");
+    let missing = dir.join("missing.pem");
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "this is not a certificate\n").expect("write a garbage file");
+    /// One bad configuration, and the files of which at least one must be named.
+    struct Case<'a> {
+        what: &'a str,
+        section: &'a str,
+        certificate: &'a Path,
+        private_key: &'a Path,
+        named: &'a [&'a Path],
+    }
+    let (server_cert, server_key) = (pki.server.cert_pem.as_path(), pki.server.key_pem.as_path());
+    let client_key = pki.client.key_pem.as_path();
+    let cases = [
+        Case {
+            what: "a key that does not match the certificate",
+            section: "http",
+            certificate: server_cert,
+            private_key: client_key,
+            // Either file may be the one at fault.
+            named: &[server_cert, client_key],
+        },
+        Case {
+            what: "a missing certificate file",
+            section: "http",
+            certificate: &missing,
+            private_key: server_key,
+            named: &[&missing],
+        },
+        Case {
+            what: "a file that holds no certificate",
+            section: "http",
+            certificate: &garbage,
+            private_key: server_key,
+            named: &[&garbage],
+        },
+        Case {
+            what: "a missing meta certificate file",
+            section: "meta",
+            certificate: &missing,
+            private_key: server_key,
+            named: &[&missing],
+        },
+    ];
+    let mut failures = Vec::new();
+    for case in &cases {
+        let section = case.section;
+        let exit = Launch::new("check-config")
+            .set("meta.dir", dir.join("meta"))
+            .set(&format!("{section}.https-enabled"), "true")
+            .set(&format!("{section}.https-certificate"), case.certificate)
+            .set(&format!("{section}.https-private-key"), case.private_key)
+            .run_to_exit();
+        let stderr = exit.stderr.join("\n");
+        let names_key = stderr.contains(&format!("[{section}] https-"));
+        let names_file = case
+            .named
+            .iter()
+            .any(|path| stderr.contains(&*path.to_string_lossy()));
+        if exit.code != Some(1) || !names_key || !names_file {
+            failures.push(format!(
+                "check-config with {}: exit {:?}, stderr: {stderr}",
+                case.what, exit.code
+            ));
+        }
+    }
+    let exit = Launch::serve()
+        .set("http.bind-address", "127.0.0.1:0")
+        .set("http.https-enabled", "true")
+        .set("http.https-certificate", &missing)
+        .set("meta.bind-address", "127.0.0.1:0")
+        .set("meta.dir", dir.join("meta"))
+        .run_to_exit();
+    if exit.code != Some(1) {
+        failures.push(format!(
+            "serve with a missing certificate: exit {:?}, stderr: {:#?}",
+            exit.code, exit.stderr
+        ));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Failure stopped: a gateway that either cannot reach a Kapacitor behind TLS or trusts any
+/// certificate there. `[gateway] upstream-ca` is trusted; without it the same upstream is
+/// refused.
+#[test]
+fn an_https_upstream_is_trusted_through_upstream_ca_and_refused_without_it() {
+    let dir = TempDir::new("upstream-ca");
+    let pki = certs::make_pki(&dir.join("pki"), "kapauth-upstream-ca");
+    let echo = Echo::start();
+    let proxy = TlsProxy::start(echo.addr, &pki.server.cert_der, &pki.server.key_der, None);
+    let upstream = format!("https://127.0.0.1:{}", proxy.addr.port());
+    let ca = pki.ca.cert_pem.to_string_lossy().into_owned();
+    let auth = basic(USER, PASSWORD);
+
+    let trusting = serve_with(
+        Echo::start(),
+        &[
+            ("gateway.upstream", &upstream),
+            ("gateway.upstream-ca", &ca),
+        ],
+        &[],
+    );
+    let response = request(
+        trusting.gateway(),
+        "GET",
+        TASKS,
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(Seen::parse(&response.body).target, TASKS);
+    assert!(proxy.handshakes() >= 1);
+
+    let distrusting = serve_with(Echo::start(), &[("gateway.upstream", &upstream)], &[]);
+    let response = request(
+        distrusting.gateway(),
+        "GET",
+        TASKS,
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(response.status, 502, "{response:?}");
+    assert_eq!(echo.requests(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
 // Fixture
 // ---------------------------------------------------------------------------------------
 
@@ -1266,6 +1492,44 @@ fn exchange(addr: SocketAddr, bytes: &[u8]) -> io::Result<Response> {
     let mut connection = Connection::open(addr, WAIT)?;
     connection.write(bytes)?;
     connection.response()
+}
+
+/// Writes `bytes` over TLS to `addr`, trusting only the CA `ca_der`, and reads one response.
+fn tls_exchange(addr: SocketAddr, ca_der: &[u8], bytes: &[u8]) -> io::Result<Response> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_der.to_vec()))
+        .map_err(io::Error::other)?;
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connection = ClientConnection::new(Arc::new(config), ServerName::from(addr.ip()))
+        .map_err(io::Error::other)?;
+    let tcp = TcpStream::connect_timeout(&addr, WAIT)?;
+    tcp.set_read_timeout(Some(WAIT))?;
+    tcp.set_write_timeout(Some(WAIT))?;
+    let mut tls = StreamOwned::new(connection, tcp);
+    tls.write_all(bytes)?;
+    tls.flush()?;
+    read_response(&mut BufReader::new(tls), false)
+}
+
+/// An HTTP/1.1 request with `Connection: close` and, for a body or a POST, its length.
+fn raw(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
 }
 
 /// `addr`'s port on 127.0.0.1.
