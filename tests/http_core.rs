@@ -1189,6 +1189,32 @@ fn an_https_upstream_is_trusted_through_upstream_ca_and_refused_without_it() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Binding
+// ---------------------------------------------------------------------------------------
+
+/// Failure stopped: `bind-address = ":9092"` (Kapacitor's own default form) reachable on
+/// IPv4 only, so IPv6 clients of a dual-stack host could not reach the gateway.
+#[test]
+fn a_bind_address_of_only_a_port_listens_dual_stack_on_ipv4_and_ipv6() {
+    let served = serve(&[("http.bind-address", ":0")], &[]);
+    let addr = served.gateway();
+    assert_eq!(
+        addr.ip(),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        "the listening line says addr={addr}"
+    );
+    for client in [v4(addr), v6(addr)] {
+        let response = exchange(
+            client,
+            b"GET /kapauth/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap_or_else(|error| panic!("health on {client}: {error}"));
+        assert_eq!(response.status, 200, "{client}: {response:?}");
+        assert_eq!(response.text(), HEALTH_BODY);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Fixture
 // ---------------------------------------------------------------------------------------
 
