@@ -572,6 +572,36 @@ fn beyond_max_connections_a_new_connection_gets_503_until_one_closes() {
     drop(held);
 }
 
+/// Attack: heads that parsers read differently (a header line without a colon, a request
+/// line without a target): one reader's garbage is another's request. kapauth refuses them
+/// with its own text and closes, rather than guessing.
+#[test]
+fn a_malformed_request_head_gets_400_and_a_close_on_both_listeners() {
+    const MALFORMED: &str = r#"{"error":"malformed request head"}"#;
+    let served = serve(&[], &[]);
+    let mut failures = Vec::new();
+    for (listener, addr) in [("gateway", served.gateway()), ("meta", served.meta())] {
+        for head in [
+            "GET /ping HTTP/1.1\r\nHost: x\r\nX-No-Colon here\r\n\r\n",
+            "GET\r\nHost: x\r\n\r\n",
+        ] {
+            let outcome = Connection::open(addr, WAIT).and_then(|mut connection| {
+                connection.write(head.as_bytes())?;
+                let response = connection.response()?;
+                Ok((response, connection.closed()))
+            });
+            match outcome {
+                Ok((response, Ok(_)))
+                    if response.status == 400
+                        && response.text() == MALFORMED
+                        && response.header("Content-Type") == Some(JSON_UTF8) => {}
+                other => failures.push(format!("{listener} {head:?}: {other:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Framing: where one request ends and the next begins
 // ---------------------------------------------------------------------------------------
