@@ -227,8 +227,9 @@ impl<'c> Request<'c> {
     }
 
     /// Writes `response`: the head and a whole body in one write, a streamed body piece by
-    /// piece. A body the handler left unread is drained first if it is small, else the
-    /// answer says `Connection: close` and the connection closes after it.
+    /// piece. A body the handler left unread is drained after the answer, once the request
+    /// no longer counts as in flight, if it can be small; otherwise the answer says
+    /// `Connection: close` and the connection closes after it.
     pub fn respond(mut self, response: Response<'_>) -> Delivered {
         let status = response.status;
         let whole = match &response.body {
@@ -236,11 +237,16 @@ impl<'c> Request<'c> {
             _ => 0,
         };
         let mut close = !self.keep_alive;
-        if !self.decoder.is_done() && (close || !self.drain_body()) {
-            // The rest of the body will not be read: close after the answer, and linger so
-            // the client reads the answer instead of a reset.
-            close = true;
-            self.connection.unread_body = true;
+        if !self.decoder.is_done() {
+            if !close && self.drainable() {
+                self.connection.undrained =
+                    Some(std::mem::replace(&mut self.decoder, Decoder::Done));
+            } else {
+                // The rest of the body will not be read: close after the answer, and linger
+                // so the client reads the answer instead of a reset.
+                close = true;
+                self.connection.unread_body = true;
+            }
         }
         let mut out = Vec::with_capacity(256 + 32 * response.fields.len() + whole.max(2048));
         let version = self.head.version;
@@ -290,22 +296,16 @@ impl<'c> Request<'c> {
         }
     }
 
-    /// Reads what is left of the body if it is small enough: whether it was read whole.
-    fn drain_body(&mut self) -> bool {
-        let small = match self.framing {
-            RequestBody::Length(length) => length <= MAX_DRAINED,
-            RequestBody::Chunked => true,
-            RequestBody::None => true,
+    /// Whether what is left of the body may be read and dropped so the connection can go
+    /// on: a length within `MAX_DRAINED`, or chunks (whose drain stops at that bound). A
+    /// client still waiting for `100 Continue` may never send its body, or send it after
+    /// the answer: either way its next bytes cannot be trusted as a request.
+    fn drainable(&self) -> bool {
+        let small = match self.decoder {
+            Decoder::Length { left } => left <= MAX_DRAINED,
+            Decoder::Chunked(_) | Decoder::UntilClose | Decoder::Done => true,
         };
-        // A client still waiting for `100 Continue` may never send its body, or send it
-        // after the answer: either way its next bytes cannot be trusted as a request.
-        small
-            && !self.continue_pending
-            && self.connection.set_body_timeout().is_ok()
-            && matches!(
-                self.decoder.drain(&mut self.connection.wire, MAX_DRAINED),
-                Ok(true)
-            )
+        small && !self.continue_pending
     }
 }
 
@@ -503,6 +503,8 @@ struct Connection {
     idle_timeout: Duration,
     /// Set once the connection must close after the current answer.
     close: bool,
+    /// The unread rest of the last request's body, to drain before the next request.
+    undrained: Option<Decoder>,
     /// Bytes of a request body were left unread: linger before closing.
     unread_body: bool,
 }
@@ -539,6 +541,7 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, _slo
         wire: Wire::new(stream, None),
         idle_timeout: limits.idle_timeout,
         close: false,
+        undrained: None,
         unread_body: false,
     };
     let mut first = Some(header_deadline);
@@ -576,6 +579,9 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, _slo
             secure,
             connection: &mut connection,
         };
+        // The answer comes first; a small body the handler left unread is drained after it,
+        // outside the in-flight count, so a client that never sends it holds only its own
+        // connection.
         match InFlight::claim(&shared.in_flight, limits.max_in_flight) {
             Some(_in_flight) => {
                 let _delivered = shared.handler.handle(request);
@@ -592,6 +598,7 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, _slo
                 });
             }
         }
+        connection.drain();
     }
     connection.finish();
 }
@@ -673,6 +680,22 @@ impl Connection {
 
     fn set_body_timeout(&mut self) -> io::Result<()> {
         self.wire.set_read_timeout(self.idle_timeout)
+    }
+
+    /// Reads and drops the unread rest of the last body, at most `MAX_DRAINED` bytes of it;
+    /// a body that does not end within that bound, or in time, closes the connection, so
+    /// its bytes are never read as a request.
+    fn drain(&mut self) {
+        let Some(mut decoder) = self.undrained.take() else {
+            return;
+        };
+        let drained = !self.close
+            && self.set_body_timeout().is_ok()
+            && matches!(decoder.drain(&mut self.wire, MAX_DRAINED), Ok(true));
+        if !drained {
+            self.close = true;
+            self.unread_body = true;
+        }
     }
 
     /// Answers a request the core refused itself, then closes.
