@@ -388,6 +388,11 @@ impl Upstream {
     }
 
     fn give_back(&self, wire: Wire) {
+        // Bytes past the end of an answer belong to no request: a connection holding any
+        // is closed, never reused, so they cannot be read as the next request's answer.
+        if !wire.buffered().is_empty() {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < self.max_idle {
             idle.push(wire);
