@@ -245,7 +245,9 @@ class Proc:
                 except ProcessLookupError:
                     pass
         if self.popen.stderr:
-            self.popen.stderr.close()
+            self.reader.join(STOP_TIMEOUT_S)  # the pipe's EOF ends it once the process is gone
+            if not self.reader.is_alive():
+                self.popen.stderr.close()
         if self in Proc.registry:
             Proc.registry.remove(self)
         # run.sh's trap kills what the pid file lists: list only what still runs.
@@ -383,7 +385,9 @@ class Bench:
         try:
             self.concurrency = [int(c) for c in re.split(r"[,\s]+", conc.strip()) if c]
         except ValueError:
-            sys.exit(f"bench: BENCH_CONCURRENCY={conc!r} is not a list of whole numbers")
+            self.concurrency = []
+        if not self.concurrency or min(self.concurrency) < 1:
+            sys.exit(f"bench: BENCH_CONCURRENCY={conc!r} is not a list of connection counts")
         self.idle_conns = env_int("BENCH_IDLE_CONNS", IDLE_CONNS_TARGET, 0)
         self.chosen = env_contenders()
         two = (os.cpu_count() or 1) >= 2
@@ -392,7 +396,6 @@ class Bench:
             log("bench: WARNING: one CPU only; wrk and the servers share CPU 0")
         self.servers = {}  # key -> (Proc, port)
         self.runs = []
-        self.notes = []
 
     # ---- servers ---------------------------------------------------------------------
 
