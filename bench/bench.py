@@ -573,11 +573,12 @@ class Bench:
             "requests": requests,
             "duration_s": round(fig["duration_us"] / 1e6, 3),
             "rps": round(requests / (fig["duration_us"] / 1e6), 1),
-            "p50_us": int(fig["p50_us"]),
-            "p90_us": int(fig["p90_us"]),
-            "p99_us": int(fig["p99_us"]),
-            "max_us": int(fig["max_us"]),
-            "mean_us": fig["mean_us"],
+            # wrk reports 0 for the percentiles of a run without answers.
+            "p50_us": int(fig["p50_us"]) if requests else None,
+            "p90_us": int(fig["p90_us"]) if requests else None,
+            "p99_us": int(fig["p99_us"]) if requests else None,
+            "max_us": int(fig["max_us"]) if requests else None,
+            "mean_us": fig["mean_us"] if requests else None,
             "err_connect": int(fig["err_connect"]),
             "err_read": int(fig["err_read"]),
             "err_write": int(fig["err_write"]),
@@ -592,30 +593,39 @@ class Bench:
         cpu = f"{run['cpu_us_per_req']:.1f}" if requests else "-"
         log(
             f"  round {rnd}/{self.rounds} c{conc:<3} {key} {name:<15} {run['rps']:>9.0f} req/s  "
-            f"p50 {run['p50_us']:>7} us  p99 {run['p99_us']:>8} us  cpu {cpu:>7} us/req"
+            f"p50 {fmt(run['p50_us']):>9} us  p99 {fmt(run['p99_us']):>9} us  cpu {cpu:>7} us/req"
             + (f"  {stalled} of {conc} conns stalled" if stalled else "")
         )
-        # A server still busy with the requests of wrk's closed connections (nginx bcrypt
-        # hashes each queued request: seconds of CPU) would slow the next run on its CPU.
-        self.quiesce([proc, self.upstream])
-        if errors or requests == 0:
+        if requests == 0 and not errors:
+            log(
+                f"  !!!!! NO ANSWER in {name} c{conc} round {rnd} within {self.seconds}s: "
+                "req/s 0, no latency figures !!!!!"
+            )
+        if errors:
             log(
                 f"  !!!!! ERRORS in {name} c{conc} round {rnd}: {requests} requests, "
-                f"non-2xx/3xx {run['err_status']}, connect {run['err_connect']}, "
+                f"answers >= 400 {run['err_status']}, connect {run['err_connect']}, "
                 f"read {run['err_read']}, write {run['err_write']}, timeout {run['err_timeout']}"
                 " -- THIS RUN IS NOT A RESULT !!!!!"
             )
+        # A server still busy with the requests of wrk's closed connections (nginx bcrypt
+        # hashes each queued request: seconds of CPU) would slow the next run on its CPU.
+        self.quiesce([proc, self.upstream])
 
-    def quiesce(self, procs, timeout_s=60):
-        """Bounded wait until procs use at most one clock tick of CPU in 100 ms."""
-        deadline = time.monotonic() + timeout_s
-        last = sum(p.cpu_ticks() for p in procs)
-        while time.monotonic() < deadline:
+    def quiesce(self, procs, timeout_s=60, window=5):
+        """Bounded wait until procs have used at most one clock tick of CPU over the last
+        `window` readings 100 ms apart (at most 2% of a CPU: idle, not merely descheduled
+        for a moment by other work on the machine)."""
+        t0 = time.monotonic()
+        readings = [sum(p.cpu_ticks() for p in procs)]
+        while time.monotonic() - t0 < timeout_s:
             time.sleep(0.1)
-            now = sum(p.cpu_ticks() for p in procs)
-            if now - last <= 1:
+            readings.append(sum(p.cpu_ticks() for p in procs))
+            if len(readings) > window and readings[-1] - readings[-1 - window] <= 1:
+                waited = time.monotonic() - t0 - window * 0.1
+                if waited > 1:
+                    log(f"  (waited {waited:.1f} s for {procs[0].name} to go idle)")
                 return
-            last = now
         log(f"  WARNING: {', '.join(p.name for p in procs)} still busy after {timeout_s}s")
 
     # ---- idle connections -------------------------------------------------------------
@@ -774,7 +784,8 @@ def report(b, idle_result, elapsed):
             runs = [r for r in b.runs if r["contender"] == key and r["concurrency"] == conc]
             summary[(key, conc)] = {
                 "runs": len(runs),
-                "flagged": sum(1 for r in runs if r["errors"] or not r["requests"]),
+                "flagged": sum(1 for r in runs if r["errors"]),
+                "no_answer": sum(1 for r in runs if not r["requests"] and not r["errors"]),
                 "errors": sum(r["errors"] for r in runs),
                 "rps": med([r["rps"] for r in runs]),
                 "p50_us": med([r["p50_us"] for r in runs]),
@@ -807,6 +818,8 @@ def report(b, idle_result, elapsed):
         for key in b.chosen:
             s = summary[(key, conc)]
             flag = f"**{s['flagged']} WITH ERRORS**" if s["flagged"] else "0"
+            if s["no_answer"]:
+                flag += f", {s['no_answer']} without answers"
             add(
                 f"| {key} {names[key]} | {conc} | {fmt(s['rps'])} | {fmt(s['rps_vs_A'], 2)} | "
                 f"{fmt(s['p50_us'])} | {fmt(s['p50_vs_A'], 2)} | {fmt(s['p99_us'])} | "
