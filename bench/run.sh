@@ -13,6 +13,9 @@ cargo=${CARGO:-cargo}
 log() { printf 'bench: %s\n' "$*"; }
 
 # --- 1. tools, from Debian's packages ---------------------------------------------------
+# nginx lives in /usr/sbin, which a non-root PATH may lack.
+PATH=$PATH:/usr/sbin:/sbin
+export PATH
 declare -A package_of=(
   [nginx]=nginx
   [wrk]=wrk
@@ -37,9 +40,6 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
   log "installed: ${missing[*]}"
 fi
-# nginx lives in /usr/sbin, which a non-root PATH may lack.
-PATH=$PATH:/usr/sbin:/sbin
-export PATH
 
 # --- 2. kapauth -----------------------------------------------------------------------
 if [[ -n ${BENCH_KAPAUTH:-} ]]; then
