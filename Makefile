@@ -47,8 +47,11 @@ audit:
 		echo "cargo-audit is not installed; install it with 'cargo install cargo-audit --locked' and run 'make audit' again"; \
 	fi
 
+# kapauth against nginx (reverse proxy, auth_basic MD5 and bcrypt) with wrk on loopback,
+# plus kapauth's memory with 1,000 idle connections; see bench/README.md.
+# Results in target/bench/. Knobs: BENCH_ROUNDS, BENCH_SECONDS, BENCH_CONTENDERS, ...
 bench:
-	@echo "no benchmarks yet"
+	CARGO="$(CARGO)" bash bench/run.sh
 
 clean:
 	$(CARGO) clean
