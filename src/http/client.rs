@@ -229,6 +229,8 @@ impl Upstream {
         Ok((Wire::new(stream, Some(POLL.min(self.timeout))), false))
     }
 
+    // Not inlined: its frame would otherwise sit in `send`'s, on every connection's stack.
+    #[inline(never)]
     fn connect(&self) -> Result<TcpStream, UpstreamError> {
         let unreachable = |error: io::Error| UpstreamError::Unreachable(error.kind().to_string());
         let addresses = self
@@ -252,6 +254,7 @@ impl Upstream {
         Err(unreachable(last))
     }
 
+    #[inline(never)]
     fn handshake(
         &self,
         config: &Arc<ClientConfig>,

@@ -233,8 +233,37 @@ pub fn parse_request_head(head: &[u8]) -> Result<RequestHead, HeadError> {
     if line.len() > MAX_REQUEST_LINE {
         return Err(HeadError::LineTooLong);
     }
-    let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut parsed = httparse::Request::new(&mut storage);
+    let mut few = [httparse::EMPTY_HEADER; FEW_FIELDS];
+    match request_with(head, &mut few) {
+        Err(HeadError::TooManyFields) => {
+            request_with(head, &mut vec![httparse::EMPTY_HEADER; MAX_FIELDS])
+        }
+        parsed => parsed,
+    }
+}
+
+/// Parses a response head from the start of `buffer`: `Ok(None)` while it is incomplete,
+/// else the head and its length. The same size limits as a request head apply.
+pub fn parse_response_head(buffer: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let mut few = [httparse::EMPTY_HEADER; FEW_FIELDS];
+    match response_with(buffer, &mut few) {
+        Err(HeadError::TooManyFields) => {
+            response_with(buffer, &mut vec![httparse::EMPTY_HEADER; MAX_FIELDS])
+        }
+        parsed => parsed,
+    }
+}
+
+/// Most heads have fewer fields than this; room for them lives on the stack, and a head
+/// with more is parsed again with room for `MAX_FIELDS` on the heap. A connection thread's
+/// stack stays small that way, and so does an idle connection's memory.
+const FEW_FIELDS: usize = 24;
+
+fn request_with<'b>(
+    head: &'b [u8],
+    storage: &mut [httparse::Header<'b>],
+) -> Result<RequestHead, HeadError> {
+    let mut parsed = httparse::Request::new(storage);
     match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HeadError::Malformed),
@@ -252,11 +281,11 @@ pub fn parse_request_head(head: &[u8]) -> Result<RequestHead, HeadError> {
     })
 }
 
-/// Parses a response head from the start of `buffer`: `Ok(None)` while it is incomplete,
-/// else the head and its length. The same size limits as a request head apply.
-pub fn parse_response_head(buffer: &[u8]) -> Result<Option<(ResponseHead, usize)>, HeadError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut parsed = httparse::Response::new(&mut storage);
+fn response_with<'b>(
+    buffer: &'b [u8],
+    storage: &mut [httparse::Header<'b>],
+) -> Result<Option<(ResponseHead, usize)>, HeadError> {
+    let mut parsed = httparse::Response::new(storage);
     let length = match parsed.parse(buffer) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) if buffer.len() > MAX_HEAD => {

@@ -424,7 +424,7 @@ fn refuse(shared: &Shared, stream: TcpStream, remote: SocketAddr, message: &str)
     let _ = io::Write::write(&mut stream, &out);
     // Reading what already arrived makes the close a FIN, not a reset that could
     // destroy the answer before the client reads it.
-    let mut scratch = [0u8; 4096];
+    let mut scratch = [0u8; 1024];
     let _ = stream.read(&mut scratch);
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
@@ -603,7 +603,9 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, _slo
     connection.finish();
 }
 
-/// Completes a TLS handshake before `deadline`, whatever the client does.
+/// Completes a TLS handshake before `deadline`, whatever the client does. Not inlined:
+/// rustls's large frames would otherwise sit on every plain connection's stack too.
+#[inline(never)]
 fn handshake(
     config: &Arc<ServerConfig>,
     mut socket: TcpStream,
@@ -630,6 +632,7 @@ impl Connection {
         first_deadline: Option<Instant>,
     ) -> Result<RequestHead, NoHead> {
         if self.wire.buffered().is_empty() {
+            self.wire.release();
             let wait = match first_deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
                 None => limits.idle_timeout,
@@ -778,13 +781,14 @@ impl Connection {
 
     /// Ends the connection: a clean close, after reading for a while what a client with
     /// an unread body still sends, so it sees the answer instead of a reset.
+    #[inline(never)]
     fn finish(mut self) {
         self.wire.stream.shutdown();
         if !self.unread_body {
             return;
         }
         let deadline = Instant::now() + LINGER;
-        let mut scratch = [0u8; 4096];
+        let mut scratch = [0u8; 512];
         let mut socket = self.wire.stream.socket();
         let mut drained = 0;
         while drained < LINGER_BYTES {
