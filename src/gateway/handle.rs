@@ -53,7 +53,9 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
     let split = split_target(&target);
     let (raw_path, raw_query) = match &split {
         Ok((path, query)) => (*path, *query),
-        Err(_) => (target.as_str(), None),
+        // Only what comes before a query or fragment is ever logged: a `#` in an unencoded
+        // password must not carry it into the access line.
+        Err(_) => (target.split(['?', '#']).next().unwrap_or_default(), None),
     };
     let response = match decide(gateway, &request.head, split, &mut story) {
         Verdict::Answer(reply) => reply_response(reply, &id),
@@ -119,8 +121,9 @@ fn decide(
             respond::own_path_not_found()
         });
     }
-    // Kapacitor answers every preflight before authentication (SPEC §2).
-    if method.eq_ignore_ascii_case("OPTIONS") {
+    // Kapacitor answers every preflight before authentication (SPEC §2). Exactly
+    // `OPTIONS`, as Go compares it: `options` is another method, which needs credentials.
+    if method == "OPTIONS" {
         return Verdict::Forward;
     }
     let Some(authenticator) = gateway.authenticator.as_ref() else {

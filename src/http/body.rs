@@ -8,8 +8,9 @@ use std::io;
 
 use super::head::{RequestBody, ResponseBody, memchr};
 
-/// The longest chunk-size line, extensions included, without its CRLF.
-pub const MAX_CHUNK_LINE: usize = 4 * 1024;
+/// The longest chunk-size line, extensions included, and the longest trailer line, each
+/// without its CRLF; with its CRLF it fits a connection's smallest read buffer.
+pub const MAX_CHUNK_LINE: usize = 1024;
 /// The most bytes of trailer fields after the last chunk; they are read and dropped.
 pub const MAX_TRAILERS: usize = 16 * 1024;
 /// The end of a chunked body with no trailers.
@@ -52,6 +53,9 @@ pub enum Decoder {
 pub struct Chunked {
     state: ChunkState,
     trailer_bytes: usize,
+    /// Bytes of size lines, CRLFs and trailers read so far: what a drain counts besides
+    /// the data, so tiny chunks with long extensions cannot stretch it without bound.
+    framing_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +88,7 @@ impl Decoder {
         Decoder::Chunked(Chunked {
             state: ChunkState::Size,
             trailer_bytes: 0,
+            framing_bytes: 0,
         })
     }
 
@@ -129,17 +134,21 @@ impl Decoder {
         }
     }
 
-    /// Reads and discards the rest of the body, at most `limit` bytes of it: `Ok(true)` when
-    /// the body ended within the limit.
+    /// Reads and discards the rest of the body, at most about `limit` bytes of it, chunk
+    /// framing included: `Ok(true)` when the body ended within the limit.
     pub fn drain(&mut self, input: &mut impl Input, limit: u64) -> io::Result<bool> {
         // Small: this sits on a connection thread's stack, which every idle connection keeps.
         let mut scratch = [0u8; 512];
-        let mut drained = 0u64;
+        let mut data = 0u64;
         while !self.is_done() {
-            if drained > limit {
+            let framing = match self {
+                Decoder::Chunked(chunked) => chunked.framing_bytes,
+                _ => 0,
+            };
+            if data + framing > limit {
                 return Ok(false);
             }
-            drained += self.read(input, &mut scratch)? as u64;
+            data += self.read(input, &mut scratch)? as u64;
         }
         Ok(true)
     }
@@ -150,7 +159,10 @@ impl Chunked {
         loop {
             match self.state {
                 ChunkState::Size => {
-                    let size = take_line(input, MAX_CHUNK_LINE, parse_chunk_size)?;
+                    let (size, length) = take_line(input, MAX_CHUNK_LINE, |line| {
+                        parse_chunk_size(line).map(|size| (size, line.len()))
+                    })?;
+                    self.framing_bytes += length as u64 + 2;
                     self.state = if size == 0 {
                         ChunkState::Trailers
                     } else {
@@ -181,11 +193,13 @@ impl Chunked {
                         return Err(malformed("chunk data not followed by CRLF"));
                     }
                     input.consume(2);
+                    self.framing_bytes += 2;
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
                     let left = MAX_TRAILERS.saturating_sub(self.trailer_bytes);
-                    let length = take_line(input, left, |line| Ok(line.len()))?;
+                    let length = take_line(input, left.min(MAX_CHUNK_LINE), |line| Ok(line.len()))?;
+                    self.framing_bytes += length as u64 + 2;
                     if length == 0 {
                         return Ok(0);
                     }
@@ -451,6 +465,25 @@ mod tests {
             body.unwrap_err().to_string(),
             "malformed chunked body: chunk-size line or trailers too long"
         );
+        let long_trailer = format!("0\r\nT: {}\r\n\r\n", "v".repeat(MAX_CHUNK_LINE));
+        let (body, _) = decode(Decoder::chunked(), long_trailer.as_bytes(), 512, false);
+        assert_eq!(
+            body.unwrap_err().to_string(),
+            "malformed chunked body: chunk-size line or trailers too long"
+        );
+    }
+
+    #[test]
+    fn a_drain_counts_chunk_framing_too() {
+        // One data byte per chunk behind a long extension: 100 chunks are ~100 KiB of wire
+        // but 100 bytes of data; the drain must stop near its bound all the same.
+        let chunk = format!("1;{}\r\nx\r\n", "e".repeat(1000));
+        let wire = format!("{}0\r\n\r\n", chunk.repeat(100));
+        let mut input = Pieces::new(wire.as_bytes(), 4096, false);
+        let mut decoder = Decoder::chunked();
+        assert!(!decoder.drain(&mut input, 64 * 1024).unwrap());
+        let consumed = wire.len() - input.rest().len();
+        assert!(consumed < 70 * 1024, "drained {consumed} bytes");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::head::{
     Fields, MAX_HEAD, ResponseBody, keeps_alive, parse_response_head, response_framing,
 };
 use super::server::{Body, Source, is_timeout, push_decimal, push_field};
-use super::wire::{BUFFER, Peer, Stream, Wire};
+use super::wire::{self, BUFFER, Stream, Wire};
 
 /// A body up to this size is read whole and written with the head, in one system call.
 const WRITE_WITH_HEAD: u64 = 16 * 1024;
@@ -153,6 +153,10 @@ impl Upstream {
         for (name, value) in fields.iter() {
             push_field(&mut out, name, value);
         }
+        let has_body = match &body {
+            Outgoing::None | Outgoing::Length(0, _) => false,
+            Outgoing::Length(..) | Outgoing::Chunked(_) => true,
+        };
         let mut streamed = match body {
             Outgoing::None => {
                 out.extend_from_slice(b"\r\n");
@@ -180,14 +184,15 @@ impl Upstream {
                 Some((reader, None))
             }
         };
-        let head_request = method.eq_ignore_ascii_case("HEAD");
-        // A request that can be sent again (no body left to stream) may try a pooled
-        // connection blind and retry once on a fresh one; one with a streamed body only
-        // takes a pooled connection that a probe found quiet.
-        let replayable = streamed.is_none();
+        // Exactly `HEAD`, as Go reads it: `head` is another method, whose answer has a body.
+        let head_request = method == "HEAD";
+        // A pooled connection the upstream closed unseen fails a request before any answer;
+        // such a request is sent again on a fresh connection only if it has no body and
+        // its method is safe to repeat (Go's rule), so nothing is ever done twice.
+        let replayable = !has_body && matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
         let mut fresh = false;
         loop {
-            let (mut wire, reused) = self.connection(fresh, !replayable)?;
+            let (mut wire, reused) = self.connection(fresh)?;
             match self.exchange(&mut wire, &out, streamed.as_mut(), head_request) {
                 Ok((status, reason, fields, framing, reusable)) => {
                     return Ok(self.answer(wire, status, reason, fields, framing, reusable));
@@ -205,19 +210,14 @@ impl Upstream {
         }
     }
 
-    /// A pooled connection (probed first if `probe`), else a new one: `(wire, reused)`.
-    fn connection(&self, fresh: bool, probe: bool) -> Result<(Wire, bool), UpstreamError> {
+    /// A pooled connection, else a new one: `(wire, reused)`. A pooled connection holding
+    /// any unread byte (bytes past an answer, a late answer, the upstream's close) is
+    /// dropped: its bytes belong to no request and must never be read as this one's answer.
+    fn connection(&self, fresh: bool) -> Result<(Wire, bool), UpstreamError> {
         if !fresh {
-            loop {
-                let pooled = self
-                    .idle
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .pop();
-                match pooled {
-                    Some(wire) if probe && wire.peer() != Peer::Quiet => continue,
-                    Some(wire) => return Ok((wire, true)),
-                    None => break,
+            while let Some(mut wire) = self.pop_idle() {
+                if !wire.holds_unread() {
+                    return Ok((wire, true));
                 }
             }
         }
@@ -226,7 +226,12 @@ impl Upstream {
             None => Stream::Plain(socket),
             Some((config, name)) => self.handshake(config, name, socket)?,
         };
-        Ok((Wire::new(stream, Some(POLL.min(self.timeout))), false))
+        let poll = POLL.min(self.timeout);
+        stream
+            .socket()
+            .set_read_timeout(Some(poll))
+            .map_err(|error| UpstreamError::Unreachable(error.kind().to_string()))?;
+        Ok((Wire::new(stream, Some(poll)), false))
     }
 
     // Not inlined: its frame would otherwise sit in `send`'s, on every connection's stack.
@@ -265,13 +270,8 @@ impl Upstream {
         let mut tls = ClientConnection::new(Arc::clone(config), name.clone())
             .map_err(|error| failed(error.to_string()))?;
         let deadline = Instant::now() + self.timeout.min(MAX_CONNECT);
-        while tls.is_handshaking() {
-            match tls.complete_io(&mut socket) {
-                Ok(_) => {}
-                Err(error) if is_timeout(&error) && Instant::now() < deadline => {}
-                Err(error) => return Err(failed(error.to_string())),
-            }
-        }
+        wire::handshake(&mut tls, &mut socket, deadline)
+            .map_err(|error| failed(error.to_string()))?;
         Ok(Stream::Client(Box::new(StreamOwned::new(tls, socket))))
     }
 
@@ -291,12 +291,23 @@ impl Upstream {
                 broken(error)
             });
         }
+        // An upstream may answer (413, say) and close before it has read a long body: its
+        // answer, if one came, is what the client gets, and the connection is not reused.
+        let mut cut_short = None;
         if let Some((reader, length)) = streamed {
-            send_body(wire, &mut **reader, *length)?;
+            match send_body(wire, &mut **reader, *length) {
+                Ok(()) => {}
+                Err(Failure::Error(UpstreamError::Broken(reason))) => cut_short = Some(reason),
+                Err(other) => return Err(other),
+            }
         }
         let deadline = Instant::now() + self.timeout;
         wire.set_limit(MAX_HEAD + 1);
         let head = loop {
+            // The deadline holds however the upstream trickles its head or repeats 1xx.
+            if Instant::now() >= deadline {
+                return Err(Failure::Error(UpstreamError::Timeout));
+            }
             match parse_response_head(wire.buffered()) {
                 Ok(Some((head, length))) => {
                     wire.consume(length);
@@ -320,26 +331,27 @@ impl Upstream {
                 }
             }
             let nothing_yet = wire.buffered().is_empty();
-            match wire.fill() {
-                Ok(0) if nothing_yet => return Err(Failure::ClosedBeforeAnswer),
-                Ok(0) => return Err(broken(io::ErrorKind::UnexpectedEof.into())),
-                Ok(_) => {}
-                Err(error) if is_timeout(&error) => {
-                    if Instant::now() >= deadline {
-                        return Err(Failure::Error(UpstreamError::Timeout));
-                    }
-                }
-                Err(_) if nothing_yet => return Err(Failure::ClosedBeforeAnswer),
-                Err(error) => return Err(broken(error)),
-            }
+            let failed = match wire.fill() {
+                Ok(0) => io::ErrorKind::UnexpectedEof.into(),
+                Ok(_) => continue,
+                Err(error) if is_timeout(&error) => continue,
+                Err(error) => error,
+            };
+            return Err(match cut_short {
+                Some(reason) => Failure::Error(UpstreamError::Broken(reason)),
+                None if nothing_yet => Failure::ClosedBeforeAnswer,
+                None => broken(failed),
+            });
         };
         wire.set_limit(BUFFER);
         let framing = response_framing(head_request, &head).map_err(|error| {
             Failure::Error(UpstreamError::Broken(format!(
-                "the upstream's answer has an {error}"
+                "the upstream's answer cannot be framed: {error}"
             )))
         })?;
-        let reusable = keeps_alive(head.version, &head.fields) && framing != ResponseBody::Close;
+        let reusable = cut_short.is_none()
+            && keeps_alive(head.version, &head.fields)
+            && framing != ResponseBody::Close;
         let fields = passed_fields(&head.fields, framing);
         Ok((head.status, head.reason, fields, framing, reusable))
     }
@@ -358,11 +370,16 @@ impl Upstream {
             if reusable {
                 self.give_back(wire);
             }
+            // An empty body still has its length: `Content-Length: 0` frames the answer.
+            let body = match framing {
+                ResponseBody::Length(0) => Body::Full(Vec::new()),
+                _ => Body::None,
+            };
             return Answer {
                 status,
                 reason,
                 fields,
-                body: Body::None,
+                body,
             };
         }
         let source: Box<dyn Source + '_> = Box::new(UpstreamBody {
@@ -388,6 +405,13 @@ impl Upstream {
             fields,
             body,
         }
+    }
+
+    fn pop_idle(&self) -> Option<Wire> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
     }
 
     fn give_back(&self, wire: Wire) {

@@ -397,8 +397,9 @@ pub fn response_framing(
     }
     match encoding_of(&response.fields) {
         Some(Encoding::Chunked) => Ok(ResponseBody::Chunked),
-        // A coding kapauth cannot decode ends where the connection does.
-        Some(Encoding::Other) => Ok(ResponseBody::Close),
+        // A coding kapauth cannot decode (`gzip, chunked`) could only be passed on without
+        // the field that names it, which would corrupt the body: refused instead.
+        Some(Encoding::Other) => Err(FramingError::UnsupportedEncoding),
         None => match length_of(&response.fields)? {
             Some(length) => Ok(ResponseBody::Length(length)),
             None => Ok(ResponseBody::Close),
@@ -797,8 +798,8 @@ mod tests {
             ),
             (
                 false,
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                Ok(Close),
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Err(FramingError::UnsupportedEncoding),
             ),
             (false, "HTTP/1.1 200 OK\r\n\r\n", Ok(Close)),
             (false, "HTTP/1.0 200 OK\r\n\r\n", Ok(Close)),

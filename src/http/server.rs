@@ -8,19 +8,21 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
+use super::wire;
+
 use super::body::{Decoder, Input, LAST_CHUNK, chunk_size_line};
 use super::head::{
     self, Fields, HeadError, MAX_HEAD, RequestBody, RequestHead, Version, find_head_end,
     keeps_alive, leading_blank_lines, parse_request_head, request_framing,
 };
-use super::wire::{BUFFER, Peer, Stream, Wire};
+use super::wire::{BUFFER, Stream, Wire};
 use crate::log;
 
 /// The most of an unread request body drained so the connection can serve another request.
@@ -30,6 +32,10 @@ pub const MAX_DRAINED: u64 = 64 * 1024;
 /// so the client reads the answer before the kernel resets the connection.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
+
+/// A `Content-Length` body up to this size is read whole before the request counts as in
+/// flight: a client that is slow to send it holds only its own connection.
+const READ_BEFORE_HANDLING: u64 = 16 * 1024;
 
 /// The most of a streamed body read and written at once.
 const PIECE: usize = 16 * 1024;
@@ -47,7 +53,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
-    /// Requests being handled at once; beyond, `busy_message` in a 503.
+    /// Requests being handled at once; beyond, `busy_message` in a 503. One client may hold
+    /// at most three quarters of them, so it cannot take them all (kapauth).
     pub max_in_flight: usize,
     pub busy_message: &'static str,
     /// Whether refused requests get a log line.
@@ -116,8 +123,9 @@ pub fn serve(listener: Listener, service: &'static str, limits: Limits, handler:
         handler,
         tls: listener.tls,
         open: AtomicUsize::new(0),
-        per_client: Mutex::new(HashMap::new()),
+        clients: Mutex::new(HashMap::new()),
         in_flight: AtomicUsize::new(0),
+        refusals_logged: Mutex::new((None, 0)),
     });
     let mut sockets = listener.sockets;
     let first = sockets.remove(0);
@@ -254,7 +262,8 @@ impl<'c> Request<'c> {
         for (name, value) in response.fields.iter() {
             push_field(&mut out, name, value);
         }
-        let head_request = self.head.method.eq_ignore_ascii_case("HEAD");
+        // Exactly `HEAD`, as Go reads it: `head` is another method, whose answer has a body.
+        let head_request = self.head.method == "HEAD";
         let mut chunked = false;
         match &response.body {
             Body::None => {}
@@ -273,27 +282,45 @@ impl<'c> Request<'c> {
         }
         out.extend_from_slice(b"\r\n");
         let connection = &mut *self.connection;
-        let written = match response.body {
-            Body::Full(bytes) if !head_request => {
-                out.extend_from_slice(&bytes);
-                connection.wire.write_all(&out)
+        let (length, mut source) = match response.body {
+            Body::Sized { length, source } if !head_request => (Some(length), source),
+            Body::Unsized { source, .. } if !head_request => (None, source),
+            Body::Full(bytes) => {
+                if !head_request {
+                    out.extend_from_slice(&bytes);
+                }
+                let written = connection.wire.write_all(&out);
+                return connection.delivered(status, close, written);
             }
-            Body::Sized { length, source } if !head_request => {
-                connection.stream_body(out, source, Some(length), false)
+            Body::None | Body::Sized { .. } | Body::Unsized { .. } => {
+                let written = connection.wire.write_all(&out);
+                return connection.delivered(status, close, written);
             }
-            Body::Unsized { source, .. } if !head_request => {
-                connection.stream_body(out, source, None, chunked)
-            }
-            _ => connection.wire.write_all(&out),
         };
-        if written.is_err() {
-            close = true;
+        // The body that came with the upstream's head goes out with this head, so a small
+        // answer is one write; a stream that starts quiet still shows its head at once.
+        let head_length = out.len();
+        let ready = match source.append_ready(&mut out, PIECE) {
+            Ok(ready) => ready,
+            Err(error) => {
+                // Nothing is written yet: the client gets a 502, not a cut answer.
+                out.clear();
+                let message = "the upstream's answer could not be read";
+                push_error(&mut out, version, 502, message, false);
+                let written = connection.wire.write_all(&out).and(Err(error));
+                return connection.delivered(502, true, written);
+            }
+        };
+        if chunked && ready > 0 {
+            let (line, used) = chunk_size_line(ready);
+            out.splice(head_length..head_length, line[..used].iter().copied());
+            out.extend_from_slice(b"\r\n");
         }
-        connection.close |= close;
-        Delivered {
-            status,
-            error: written.err(),
-        }
+        let written = connection
+            .wire
+            .write_all(&out)
+            .and_then(|()| connection.stream_body(source, ready as u64, length, chunked));
+        connection.delivered(status, close, written)
     }
 
     /// Whether what is left of the body may be read and dropped so the connection can go
@@ -338,7 +365,17 @@ struct Shared {
     handler: Arc<dyn Handler>,
     tls: Option<Arc<ServerConfig>>,
     open: AtomicUsize,
-    per_client: Mutex<HashMap<IpAddr, usize>>,
+    clients: Mutex<HashMap<IpAddr, Arc<Client>>>,
+    in_flight: AtomicUsize,
+    /// When the last refusal was logged, and how many were not logged since.
+    refusals_logged: Mutex<(Option<Instant>, u64)>,
+}
+
+/// What one client address holds.
+#[derive(Default)]
+struct Client {
+    /// Changed only under `Shared::clients`.
+    connections: AtomicUsize,
     in_flight: AtomicUsize,
 }
 
@@ -368,7 +405,7 @@ fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener) {
 fn admit(shared: &Arc<Shared>, stream: TcpStream, remote: SocketAddr) {
     // An IPv4 client of a dual-stack socket is its IPv4 address, in caps and in logs.
     let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
-    let slot = match Slot::claim(shared, remote.ip()) {
+    let slot = match Slot::claim(shared, client_key(remote.ip())) {
         Ok(slot) => slot,
         Err(message) => return refuse(shared, stream, remote, message),
     };
@@ -409,11 +446,24 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, remote: SocketAddr) {
 /// Over TLS nothing can be written before a handshake, so the connection just closes.
 fn refuse(shared: &Shared, stream: TcpStream, remote: SocketAddr, message: &str) {
     if shared.limits.log {
-        log::warn("connection refused")
-            .field("service", shared.service)
-            .field("remote", remote)
-            .field("reason", message)
-            .emit();
+        // At most one line a second: a flood of refusals must not become a flood of logs.
+        let mut logged = shared
+            .refusals_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (last, suppressed) = &mut *logged;
+        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            log::warn("connection refused")
+                .field("service", shared.service)
+                .field("remote", remote)
+                .field("reason", message)
+                .field("not-logged-since-last", *suppressed)
+                .emit();
+            *last = Some(Instant::now());
+            *suppressed = 0;
+        } else {
+            *suppressed += 1;
+        }
     }
     if shared.tls.is_some() || stream.set_nonblocking(true).is_err() {
         return;
@@ -429,71 +479,97 @@ fn refuse(shared: &Shared, stream: TcpStream, remote: SocketAddr, message: &str)
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
+/// The address a client's caps count under: its IPv4 address, or the /64 of its IPv6
+/// address, since one IPv6 host commonly holds a whole /64 (kapauth).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(network))
+        }
+    }
+}
+
 /// One place under the connection caps, given back when the connection ends.
 struct Slot {
     shared: Arc<Shared>,
-    client: IpAddr,
+    key: IpAddr,
+    client: Arc<Client>,
 }
 
 impl Slot {
-    fn claim(shared: &Arc<Shared>, client: IpAddr) -> Result<Slot, &'static str> {
+    fn claim(shared: &Arc<Shared>, key: IpAddr) -> Result<Slot, &'static str> {
         let limits = &shared.limits;
         if shared.open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
             shared.open.fetch_sub(1, Ordering::AcqRel);
             return Err("kapauth is at max-connections; retry shortly");
         }
-        let mut per_client = shared
-            .per_client
+        let mut clients = shared
+            .clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let count = per_client.entry(client).or_insert(0);
-        if *count >= limits.max_connections_per_client {
-            drop(per_client);
+        let client = clients.entry(key).or_default();
+        if client.connections.load(Ordering::Acquire) >= limits.max_connections_per_client {
+            drop(clients);
             shared.open.fetch_sub(1, Ordering::AcqRel);
             return Err("kapauth is at max-connections-per-client for this address; retry shortly");
         }
-        *count += 1;
+        client.connections.fetch_add(1, Ordering::AcqRel);
         Ok(Slot {
             shared: Arc::clone(shared),
-            client,
+            key,
+            client: Arc::clone(client),
         })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut per_client = self
+        let mut clients = self
             .shared
-            .per_client
+            .clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = per_client.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                per_client.remove(&self.client);
-            }
+        if self.client.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+            clients.remove(&self.key);
         }
-        drop(per_client);
+        drop(clients);
         self.shared.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// One request being handled, given back when the handler returns, even by a panic.
-struct InFlight<'a>(&'a AtomicUsize);
+/// One request being handled, counted for the listener and for its client; given back
+/// when the handler returns, even by a panic.
+struct InFlight<'a> {
+    listener: &'a AtomicUsize,
+    client: &'a AtomicUsize,
+}
 
 impl<'a> InFlight<'a> {
-    fn claim(counter: &'a AtomicUsize, max: usize) -> Option<InFlight<'a>> {
-        if counter.fetch_add(1, Ordering::AcqRel) >= max {
-            counter.fetch_sub(1, Ordering::AcqRel);
+    fn claim(shared: &'a Shared, client: &'a Client) -> Option<InFlight<'a>> {
+        let max = shared.limits.max_in_flight;
+        let client_max = max - max / 4;
+        if client.in_flight.fetch_add(1, Ordering::AcqRel) >= client_max {
+            client.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(InFlight(counter))
+        if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            client.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InFlight {
+            listener: &shared.in_flight,
+            client: &client.in_flight,
+        })
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.listener.fetch_sub(1, Ordering::AcqRel);
+        self.client.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -518,7 +594,7 @@ enum NoHead {
     Refused(HeadError),
 }
 
-fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, _slot: Slot) {
+fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, slot: Slot) {
     let limits = &shared.limits;
     let header_deadline = Instant::now() + limits.read_header_timeout;
     let prepared = socket.set_nodelay(true).is_ok()
@@ -567,11 +643,20 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, _slo
             }
         };
         let has_body = framing != RequestBody::None && framing != RequestBody::Length(0);
+        let continue_pending = has_body
+            && head.version == Version::Http11
+            && head.fields.has_token("Expect", "100-continue");
+        // A small body is read before the request counts as in flight.
+        if let RequestBody::Length(length) = framing
+            && length <= READ_BEFORE_HANDLING
+            && !continue_pending
+            && !connection.buffer_body(length)
+        {
+            break;
+        }
         let request = Request {
             keep_alive: keeps_alive(head.version, &head.fields),
-            continue_pending: has_body
-                && head.version == Version::Http11
-                && head.fields.has_token("Expect", "100-continue"),
+            continue_pending,
             decoder: Decoder::request(framing),
             framing,
             head,
@@ -582,7 +667,7 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, _slo
         // The answer comes first; a small body the handler left unread is drained after it,
         // outside the in-flight count, so a client that never sends it holds only its own
         // connection.
-        match InFlight::claim(&shared.in_flight, limits.max_in_flight) {
+        match InFlight::claim(shared, &slot.client) {
             Some(_in_flight) => {
                 let _delivered = shared.handler.handle(request);
             }
@@ -612,14 +697,7 @@ fn handshake(
     deadline: Instant,
 ) -> io::Result<Stream> {
     let mut tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-    while tls.is_handshaking() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        socket.set_read_timeout(Some(left))?;
-        tls.complete_io(&mut socket)?;
-    }
+    wire::handshake(&mut tls, &mut socket, deadline)?;
     Ok(Stream::Server(Box::new(StreamOwned::new(tls, socket))))
 }
 
@@ -685,6 +763,26 @@ impl Connection {
         self.wire.set_read_timeout(self.idle_timeout)
     }
 
+    /// Reads a small body of `length` bytes into the buffer before the request is handled:
+    /// false (and the connection closes) if the client does not send it in time.
+    fn buffer_body(&mut self, length: u64) -> bool {
+        let length = usize::try_from(length).unwrap_or(usize::MAX);
+        self.wire.set_limit(length.max(BUFFER));
+        if self.set_body_timeout().is_err() {
+            return false;
+        }
+        while self.wire.buffered().len() < length {
+            match self.wire.fill() {
+                Ok(0) | Err(_) => {
+                    self.close = true;
+                    return false;
+                }
+                Ok(_) => {}
+            }
+        }
+        true
+    }
+
     /// Reads and drops the unread rest of the last body, at most `MAX_DRAINED` bytes of it;
     /// a body that does not end within that bound, or in time, closes the connection, so
     /// its bytes are never read as a request.
@@ -718,25 +816,26 @@ impl Connection {
         self.unread_body = true;
     }
 
-    /// Writes `out` (a response head) and the body from `source`, each piece as it comes.
-    /// The head goes out at once with the body that arrived with the upstream's head, if
-    /// any: a stream that starts quiet still shows its head.
+    /// The outcome of an answer: the connection closes after it if `close` or if writing
+    /// failed.
+    fn delivered(&mut self, status: u16, close: bool, written: io::Result<()>) -> Delivered {
+        self.close |= close || written.is_err();
+        Delivered {
+            status,
+            error: written.err(),
+        }
+    }
+
+    /// Writes the rest of a streamed body from `source` (`sent` bytes of it are out), each
+    /// piece as it comes.
     fn stream_body(
         &mut self,
-        mut out: Vec<u8>,
         mut source: Box<dyn Source + '_>,
+        mut sent: u64,
         length: Option<u64>,
         chunked: bool,
     ) -> io::Result<()> {
-        let head_length = out.len();
-        let ready = source.append_ready(&mut out, PIECE)?;
-        if chunked && ready > 0 {
-            let (line, used) = chunk_size_line(ready);
-            out.splice(head_length..head_length, line[..used].iter().copied());
-            out.extend_from_slice(b"\r\n");
-        }
-        let mut sent = ready as u64;
-        self.wire.write_all(&out)?;
+        let mut out = Vec::new();
         // Allocated only for a body that did not come whole with the head.
         let mut piece = Vec::new();
         loop {
@@ -757,7 +856,7 @@ impl Connection {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if is_timeout(&error) => {
                     // A quiet stream lives as long as its client (SPEC §10).
-                    if self.wire.peer() == Peer::Closed {
+                    if self.wire.client_gone() {
                         return Err(io::Error::new(
                             io::ErrorKind::ConnectionAborted,
                             "client went away during a quiet stream",

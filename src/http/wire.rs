@@ -4,9 +4,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rustls::{ClientConnection, ServerConnection, StreamOwned};
+use rustls::{ClientConnection, ConnectionCommon, ServerConnection, StreamOwned};
 
 use super::body::Input;
 
@@ -89,6 +89,41 @@ pub enum Peer {
     Closed,
 }
 
+/// Drives a TLS handshake to its end before `deadline`, setting the read timeout from the
+/// deadline before every read, so a peer trickling its handshake cannot outlive it (rustls's
+/// own `complete_io` would wait the whole timeout again for every byte).
+pub fn handshake<D>(
+    tls: &mut ConnectionCommon<D>,
+    socket: &mut TcpStream,
+    deadline: Instant,
+) -> io::Result<()> {
+    while tls.is_handshaking() {
+        while tls.wants_write() {
+            tls.write_tls(socket)?;
+        }
+        if !tls.is_handshaking() {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        socket.set_read_timeout(Some(left))?;
+        if tls.read_tls(socket)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Err(error) = tls.process_new_packets() {
+            // Send the alert that says why, then give up.
+            while tls.wants_write() && tls.write_tls(socket).is_ok() {}
+            return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+        }
+    }
+    while tls.wants_write() {
+        tls.write_tls(socket)?;
+    }
+    Ok(())
+}
+
 /// A stream and its read buffer.
 pub struct Wire {
     pub stream: Stream,
@@ -147,8 +182,40 @@ impl Wire {
         self.stream.flush()
     }
 
-    /// What the peer has done since the last read, without waiting: the question a quiet
-    /// stream asks of its client, and a pooled connection of its upstream.
+    /// Whether the client of a quiet stream went away: reads, without waiting, whatever it
+    /// sent (a pipelined request stays buffered for later), so an end of stream behind
+    /// those bytes is seen too. A full buffer counts as still there.
+    pub fn client_gone(&mut self) -> bool {
+        if self.stream.socket().set_nonblocking(true).is_err() {
+            return true;
+        }
+        let gone = loop {
+            match self.fill() {
+                Ok(0) => break true,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => break error.kind() != io::ErrorKind::OutOfMemory,
+            }
+        };
+        self.stream.socket().set_nonblocking(false).is_err() || gone
+    }
+
+    /// Whether the stream holds bytes nobody has read: in the buffer, in rustls, or in the
+    /// kernel. A pooled upstream connection holding any belongs to no request.
+    pub fn holds_unread(&mut self) -> bool {
+        if !self.buffered().is_empty() {
+            return true;
+        }
+        let decrypted = match &mut self.stream {
+            Stream::Plain(_) => 0,
+            Stream::Server(tls) => plaintext_waiting(&mut tls.conn),
+            Stream::Client(tls) => plaintext_waiting(&mut tls.conn),
+        };
+        decrypted > 0 || self.peer() != Peer::Quiet
+    }
+
+    /// What the peer has done since the last read, without waiting.
     pub fn peer(&self) -> Peer {
         let socket = self.stream.socket();
         if socket.set_nonblocking(true).is_err() {
@@ -174,6 +241,11 @@ impl Wire {
             self.start = 0;
         }
     }
+}
+
+fn plaintext_waiting<D>(tls: &mut ConnectionCommon<D>) -> usize {
+    tls.process_new_packets()
+        .map_or(1, |state| state.plaintext_bytes_to_read())
 }
 
 impl Input for Wire {
@@ -208,7 +280,12 @@ impl Input for Wire {
         }
         if self.end == self.buffer.len() {
             if self.buffer.len() >= self.limit {
-                return Err(io::Error::other("read buffer full"));
+                // Callers bound what they buffer below the limit; reaching it is their
+                // refusal, reported as running out of room.
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "read buffer full",
+                ));
             }
             let grown = (self.buffer.len() * 2).min(self.limit);
             self.buffer.resize(grown, 0);

@@ -188,18 +188,21 @@ fn route(
         Ok(route) => route,
         Err(reply) => return reply,
     };
-    // A change's body is read before access is decided, so an oversized body is a 413
-    // whoever sends it.
-    let body = match route {
-        Route::Change(_) => match read_body(declared_length, body) {
-            Ok(body) => body,
-            Err(reply) => return reply,
-        },
-        Route::Ping | Route::Users | Route::Roles | Route::Authorized => Vec::new(),
-    };
     let bootstrap = route == Route::Change(Entity::User) && state.users.is_empty();
     let holds = |user: &str, permission: &str| state.holds(user, permission, "");
-    match (access(principal, route.need(), bootstrap, holds), route) {
+    let access = access(principal, route.need(), bootstrap, holds);
+    // Access is decided before a change's body is read: a body from someone who may not
+    // change anything is never waited for (it is drained or the connection closes).
+    let body = match (&access, route) {
+        (Access::Granted | Access::Bootstrap, Route::Change(_)) => {
+            match read_body(declared_length, body) {
+                Ok(body) => body,
+                Err(reply) => return reply,
+            }
+        }
+        _ => Vec::new(),
+    };
+    match (access, route) {
         (Access::Refused(refusal), _) => refused(&refusal),
         (Access::Bootstrap, Route::Change(Entity::User)) => change(meta, first_user(&body)),
         // `bootstrap` is only ever true for `POST /user`; refuse should that change.
