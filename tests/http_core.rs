@@ -2,10 +2,11 @@
 //! gateway of `kapauth serve`, the meta API embedded in it, and a standalone `kapauth meta`.
 //! Each test names the attack or failure it stops. Limits are probed with raw sockets
 //! (`support/hostile.rs`), responses are read one at a time off connections kept open
-//! (`support/wire.rs`), and streamed answers come from a stand-in upstream the test drives
-//! chunk by chunk (`support/stream_upstream.rs`). Every wait is bounded by a socket read
-//! timeout, a channel timeout or a bounded poll, so a server that never answers fails the
-//! test instead of hanging it.
+//! (`support/wire.rs`), streamed answers come from a stand-in upstream the test drives
+//! chunk by chunk (`support/stream_upstream.rs`), and answers kapauth must not believe come
+//! from a raw stand-in the test scripts per connection (`support/raw_upstream.rs`). Every
+//! wait is bounded by a socket read timeout, a channel timeout or a bounded poll, so a
+//! server that never answers fails the test instead of hanging it.
 //!
 //! The core's new `[http]` keys (`read-header-timeout`, `idle-timeout`, `max-connections`,
 //! `max-connections-per-client`) are given as `KAPACITOR_HTTP_*` variables rather than
@@ -18,6 +19,8 @@
 mod certs;
 #[path = "support/hostile.rs"]
 mod hostile;
+#[path = "support/raw_upstream.rs"]
+mod raw_upstream;
 #[path = "support/stream_upstream.rs"]
 mod stream_upstream;
 mod support;
@@ -32,7 +35,7 @@ use std::io::{self, BufReader, Cursor, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,7 @@ use serde_json::json;
 use hostile::{
     Endless, endless, poll_until, rss_kib, threads, unread_bytes_on_port, write_ignoring_close,
 };
+use raw_upstream::{RawUpstream, plain_answer};
 use stream_upstream::StreamUpstream;
 use support::{Kapauth, Launch, Response, TempDir, basic, request, try_request};
 use tls_proxy::TlsProxy;
@@ -62,6 +66,7 @@ const JSON_UTF8: &str = "application/json; charset=utf-8";
 const HEALTH_BODY: &str = r#"{"status":"ok"}"#;
 const NO_CREDENTIALS: &str = r#"{"error":"unable to parse authentication credentials"}"#;
 const AUTHORIZATION_FAILED: &str = r#"{"error":"authorization failed"}"#;
+const OVERLOADED: &str = r#"{"error":"kapauth is at max-concurrent-requests; retry shortly"}"#;
 
 /// The longest a test waits for any one answer or close.
 const WAIT: Duration = Duration::from_secs(10);
@@ -602,6 +607,199 @@ fn a_malformed_request_head_gets_400_and_a_close_on_both_listeners() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Attack: one address holding every in-flight slot with bodies it never finishes. `OPTIONS`
+/// needs no credentials, so anyone could open `max-concurrent-requests` connections, each
+/// sending a head that declares a 16000-byte body and one byte of it: every request sat in
+/// flight waiting for its body, and everyone else got the 503. A `Content-Length` body of at
+/// most 16 KiB is now read before its request counts as in flight, so those connections hold
+/// only themselves: the next request is served from the holder's own address as from another.
+#[test]
+fn small_bodies_left_unfinished_by_one_address_hold_no_in_flight_slot_and_both_addresses_are_served()
+ {
+    let served = serve(
+        &[
+            ("http.bind-address", "[::]:0"),
+            ("gateway.max-concurrent-requests", "8"),
+        ],
+        &[],
+    );
+    let gateway = served.gateway();
+    let held = hold(
+        v4(gateway),
+        "OPTIONS / HTTP/1.1\r\nHost: x\r\nContent-Length: 16000\r\n\r\nx",
+        12,
+    );
+    await_read(gateway.port(), 12);
+
+    let from_v6 = exchange(v6(gateway), &allowed_get(&format!("{TASKS}?from=v6")));
+    let from_v4 = exchange(v4(gateway), &allowed_get(&format!("{TASKS}?from=v4")));
+    drop(held);
+    for (client, answer) in [("[::1]", from_v6), ("127.0.0.1", from_v4)] {
+        let response = answer.unwrap_or_else(|error| panic!("{client}: no answer: {error}"));
+        assert_eq!(response.status, 200, "{client}: {response:?}");
+        assert_eq!(
+            response.header("X-Echo"),
+            Some("yes"),
+            "{client}: {response:?}"
+        );
+    }
+    // The unfinished requests are still waiting for their bodies, not at the upstream.
+    assert_eq!(served.echo.requests(), 2);
+}
+
+/// Attack: the same with bodies over 16 KiB, which are streamed to the upstream and so are
+/// in flight while they trickle. One address (an IPv4 address, or an IPv6 /64) may hold at
+/// most three quarters of `max-concurrent-requests`, 6 of 8 here: another address always
+/// finds a slot, and the holder's own next request gets the 503.
+#[test]
+fn large_bodies_left_unfinished_by_one_address_take_at_most_three_quarters_of_the_in_flight_slots()
+{
+    const ATTACKERS: usize = 8;
+    let served = serve(
+        &[
+            ("http.bind-address", "[::]:0"),
+            ("gateway.max-concurrent-requests", "8"),
+        ],
+        &[],
+    );
+    let gateway = served.gateway();
+    let held = hold(
+        v4(gateway),
+        "OPTIONS / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx",
+        ATTACKERS,
+    );
+    // Each held request either gets a slot (and reaches the upstream, which then waits for
+    // its body) or is refused at once: read the refusals as they come.
+    let (answers, answered) = mpsc::channel();
+    let readers: Vec<_> = held
+        .iter()
+        .map(|connection| {
+            let stream = connection.try_clone_stream().expect("a reading handle");
+            let answers = answers.clone();
+            thread::spawn(move || {
+                let _ = answers.send(read_response(&mut BufReader::new(stream), false));
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    let settled = poll_until(WAIT, || {
+        refused.extend(answered.try_iter());
+        (served.echo.requests() + refused.len() == ATTACKERS).then_some(())
+    });
+    let in_flight = served.echo.requests();
+
+    let from_v6 = exchange(v6(gateway), &allowed_get(&format!("{TASKS}?from=v6")));
+    let from_v4 = exchange(v4(gateway), &allowed_get(&format!("{TASKS}?from=v4")));
+    for connection in &held {
+        connection.shutdown();
+    }
+    for reader in readers {
+        reader.join().expect("no panic");
+    }
+    assert!(
+        settled.is_some(),
+        "after {WAIT:?}, {in_flight} requests at the upstream and {} refused, of {ATTACKERS}",
+        refused.len()
+    );
+    assert_eq!(
+        in_flight, 6,
+        "requests of one address in flight; refused: {refused:?}"
+    );
+    for answer in &refused {
+        match answer {
+            Ok(response) if response.status == 503 && response.text() == OVERLOADED => {}
+            other => panic!("wanted the 503 of max-concurrent-requests, got {other:?}"),
+        }
+    }
+    let from_v6 = from_v6.expect("[::1] gets an answer");
+    assert_eq!(from_v6.status, 200, "[::1]: {from_v6:?}");
+    assert_eq!(from_v6.header("X-Echo"), Some("yes"), "{from_v6:?}");
+    let from_v4 = from_v4.expect("127.0.0.1 gets an answer");
+    assert_eq!(from_v4.status, 503, "127.0.0.1: {from_v4:?}");
+    assert_eq!(from_v4.text(), OVERLOADED);
+    assert_eq!(from_v4.header("Retry-After"), Some("1"));
+}
+
+/// Attack: the meta API frozen by `POST /user` requests whose bodies never come. The meta
+/// API read a change's body before deciding whether its sender may change anything, so 64
+/// anonymous posts with unsent bodies held all 64 of its request slots, and with them
+/// `/ping` and every user the gateway authenticates. A body of at most 16 KiB is now read
+/// before its request counts (those 64 connections hold only themselves), and a refused
+/// sender's larger body is never waited for: its 401 comes at once, whether it sent no
+/// credentials or wrong ones (16 of them, well within the 48 of the 64 slots one address
+/// may hold). A refused sender of a small body is not answered until its body arrives:
+/// the core reads that body before any route sees the request.
+#[test]
+fn the_meta_api_refuses_posts_before_their_bodies_and_answers_others_while_64_bodies_are_unsent() {
+    const UNAUTHENTICATED: &str = r#"{"error":"unable to parse authentication credentials"}"#;
+    let served = serve(&[("meta.bind-address", "[::]:0")], &[]);
+    let meta = served.meta();
+    let small = hold(
+        v4(meta),
+        "POST /user HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\nx",
+        64,
+    );
+    await_read(meta.port(), 64);
+    let started = Instant::now();
+    let wrong = basic(ADMIN, "wrong");
+    let large: Vec<(&str, Connection)> = (0..16)
+        .map(|n| {
+            let (kind, authorization) = if n % 2 == 0 {
+                ("anonymous", String::new())
+            } else {
+                ("wrong password", format!("Authorization: {wrong}\r\n"))
+            };
+            let mut connection = Connection::open(v4(meta), WAIT)
+                .unwrap_or_else(|error| panic!("{kind} post {n}: {error}"));
+            connection
+                .write(format!(
+                    "POST /user HTTP/1.1\r\nHost: x\r\n{authorization}Content-Type: application/json\r\nContent-Length: 100000\r\n\r\nx"
+                ).as_bytes())
+                .unwrap_or_else(|error| panic!("{kind} post {n}: {error}"));
+            (kind, connection)
+        })
+        .collect();
+    // Each refusal must come well before idle-timeout (120 s by default), which is how long
+    // a server waiting for the body would hold it.
+    let deadline = started + Duration::from_secs(3);
+    let mut failures = Vec::new();
+    for (n, (kind, mut connection)) in large.into_iter().enumerate() {
+        let _ = connection.set_deadline(deadline);
+        let body = if kind == "anonymous" {
+            UNAUTHENTICATED
+        } else {
+            AUTHORIZATION_FAILED
+        };
+        match connection.response() {
+            Ok(response) if response.status == 401 && response.text() == body => {}
+            other => failures.push(format!(
+                "{kind} post {n}: wanted 401 {body} within 3 s, got {other:?} after {:?}",
+                started.elapsed()
+            )),
+        }
+    }
+
+    let ping = exchange(
+        v6(meta),
+        b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let user = exchange(
+        v6(meta),
+        format!(
+            "GET /user?name={USER} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            basic(ADMIN, ADMIN_PASSWORD)
+        )
+        .as_bytes(),
+    );
+    drop(small);
+    assert!(failures.is_empty(), "{failures:#?}");
+    let ping = ping.expect("meta answers /ping from [::1]");
+    assert_eq!(ping.status, 204, "{ping:?}");
+    let user = user.expect("meta answers GET /user from [::1]");
+    assert_eq!(user.status, 200, "{user:?}");
+    assert!(user.text().contains(USER), "{user:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Framing: where one request ends and the next begins
 // ---------------------------------------------------------------------------------------
@@ -908,6 +1106,576 @@ fn http_1_0_keeps_the_connection_only_when_asked_with_connection_keep_alive() {
     assert!(closed.is_ok(), "{closed:?}");
 }
 
+/// Failure stopped: an upstream's `Content-Length: 0` dropped. kapauth passed an empty
+/// answer on with no length at all, so an HTTP/1.1 client read on until the connection
+/// closed, an idle-timeout later, and an HTTP/1.0 keep-alive client could not tell the
+/// answer had ended.
+#[test]
+fn an_upstream_content_length_0_reaches_http_1_1_and_http_1_0_clients_and_their_connections_go_on()
+{
+    let upstream = RawUpstream::start(|mut connection| {
+        while connection.read_request().is_some() {
+            if connection
+                .send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: x\r\n\r\n")
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    let auth = basic(USER, PASSWORD);
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        // Far below idle-timeout (120 s): an answer without a length would run into it.
+        let mut connection =
+            Connection::open(served.gateway(), Duration::from_secs(5)).expect("connect");
+        connection
+            .write(
+                format!(
+                    "POST /kapacitor/v1/tasks {version}\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .expect("write");
+        let empty = connection
+            .response()
+            .unwrap_or_else(|error| panic!("{version}: the empty answer: {error}"));
+        assert_eq!(empty.status, 200, "{version}: {empty:?}");
+        assert_eq!(
+            empty.header("Content-Length"),
+            Some("0"),
+            "{version}: {empty:?}"
+        );
+        assert!(empty.body.is_empty(), "{version}: {empty:?}");
+        connection
+            .write(
+                format!(
+                    "GET /kapauth/health {version}\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .expect("write the next request on the same connection");
+        let next = connection
+            .response()
+            .unwrap_or_else(|error| panic!("{version}: the next answer: {error}"));
+        assert_eq!(next.status, 200, "{version}: {next:?}");
+        assert_eq!(next.text(), HEALTH_BODY, "{version}");
+    }
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+/// Attack: a password in the log. An unencoded `#` in a `p=` password made the target
+/// non-canonical, and the access line of that refusal logged the whole target, query and
+/// password included; only the path before any `?` or `#` is logged now.
+#[test]
+fn a_target_with_a_hash_gets_400_and_never_puts_its_query_in_the_log() {
+    let served = serve(&[], &[]);
+    let response = exchange(
+        served.gateway(),
+        b"GET /kapacitor/v1/tasks?u=bob&p=S3cr#t-pass HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("an answer");
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(response.text(), r#"{"error":"non-canonical request path"}"#);
+    // The access line is written after the answer: wait for it before reading the log.
+    let access = served.kapauth.wait_for_log_lines(1, |line| {
+        line.contains("msg=\"http request\"") && line.contains("status=400")
+    });
+    assert!(
+        access[0].contains(" path=/kapacitor/v1/tasks "),
+        "{access:?}"
+    );
+    let leaked: Vec<String> = served
+        .kapauth
+        .log_lines()
+        .into_iter()
+        .filter(|line| line.contains("S3cr") || line.contains("u=bob"))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:#?}");
+    assert_eq!(served.echo.requests(), 0);
+}
+
+/// Attack: methods compared without regard to case. kapauth took `head` for HEAD, so it
+/// read the upstream's answer to it as bodiless, cut the client's answer short and left the
+/// body in the pooled connection for the next request; and it forwarded `options` without
+/// credentials as a preflight. Go (and so Kapacitor) treats both as methods of their own:
+/// only exactly `HEAD` is bodiless and only exactly `OPTIONS` skips credentials. For
+/// authorization `head` is upper-cased like any method (SPEC §2), so it needs privilege
+/// none: any authenticated user, even one without permissions, is forwarded.
+#[test]
+fn lowercase_head_gets_its_answers_body_and_lowercase_options_needs_credentials() {
+    const NOT_FOUND: &str = r#"{"error":"Not Found"}"#;
+    let upstream = RawUpstream::start(|mut connection| {
+        while let Some(seen) = connection.read_request() {
+            let answer = if seen.method == "head" {
+                format!(
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{NOT_FOUND}",
+                    NOT_FOUND.len()
+                )
+                .into_bytes()
+            } else {
+                plain_answer(&seen)
+            };
+            if connection.send(&answer).is_err() {
+                return;
+            }
+        }
+    });
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    let gateway = served.gateway();
+
+    let mut connection = Connection::open(gateway, Duration::from_secs(5)).expect("connect");
+    connection
+        .write(
+            format!(
+                "head {TASKS} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+                basic(NOBODY, NOBODY_PASSWORD)
+            )
+            .as_bytes(),
+        )
+        .expect("write");
+    let head = connection
+        .response()
+        .expect("the answer to head, body and all");
+    assert_eq!(head.status, 404, "{head:?}");
+    assert_eq!(head.text(), NOT_FOUND);
+    // The connection goes on, and its next answer is its next request's.
+    let target = format!("{TASKS}?after=head");
+    connection
+        .write(&allowed_get(&target))
+        .expect("write the next request");
+    let next = connection.response().expect("the next answer");
+    assert_eq!(next.text(), format!("answer to GET {target}"));
+
+    let options = exchange(
+        gateway,
+        format!("options {TASKS} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("an answer to options");
+    assert_eq!(options.status, 401, "{options:?}");
+    assert_eq!(options.text(), NO_CREDENTIALS);
+    let preflight = exchange(
+        gateway,
+        format!("OPTIONS {TASKS} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("an answer to OPTIONS");
+    assert_eq!(preflight.text(), format!("answer to OPTIONS {TASKS}"));
+    let methods: Vec<String> = upstream
+        .requests()
+        .into_iter()
+        .map(|seen| seen.method)
+        .collect();
+    assert_eq!(methods, ["head", "GET", "OPTIONS"]);
+}
+
+/// Attack: chunk-size lines longer than the read buffer. A line of up to 4 KiB was allowed,
+/// but with its CRLF it could not fit the 4 KiB buffer it is read into; a chunk-size line
+/// (extensions included) or a trailer line is now at most 1 KiB, and a longer one is a
+/// malformed body whose bytes never reach the upstream.
+#[test]
+fn a_chunk_size_line_over_1_kib_gets_400_and_no_byte_of_its_body_reaches_the_upstream() {
+    let upstream = RawUpstream::start(|connection| connection.answer_each());
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    let chunked = |target: &str, line_length: usize| {
+        let extension = "e".repeat(line_length - 2);
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;{extension}\r\nhello\r\n0\r\n\r\n",
+            basic(USER, PASSWORD)
+        )
+    };
+
+    let at_limit = exchange(
+        served.gateway(),
+        chunked(&format!("{TASKS}?line=1024"), 1024).as_bytes(),
+    )
+    .expect("an answer");
+    assert_eq!(at_limit.status, 200, "{at_limit:?}");
+    let over = exchange(
+        served.gateway(),
+        chunked(&format!("{TASKS}?line=1025"), 1025).as_bytes(),
+    )
+    .expect("an answer");
+    assert_eq!(over.status, 400, "{over:?}");
+    assert_eq!(
+        over.text(),
+        r#"{"error":"request body could not be read: malformed chunked body: chunk-size line or trailers too long"}"#
+    );
+    let whole: Vec<String> = upstream
+        .requests()
+        .into_iter()
+        .map(|seen| format!("{} {:?}", seen.target, String::from_utf8_lossy(&seen.body)))
+        .collect();
+    assert_eq!(whole, [format!("{TASKS}?line=1024 \"hello\"")]);
+    // kapauth sends the head before it reads the body; nothing of the body may follow it.
+    // What the upstream received is whole once kapauth has closed that connection.
+    let refused_head = |bytes: &Vec<u8>| String::from_utf8_lossy(bytes).contains("?line=1025");
+    let after_head = poll_until(WAIT, || {
+        let received = upstream.received();
+        let ended = upstream.ended();
+        let number = received.iter().position(refused_head)?;
+        ended[number].then(|| {
+            let text = String::from_utf8_lossy(&received[number]).into_owned();
+            let head = &text[text.find("?line=1025").unwrap_or_default()..];
+            head.find("\r\n\r\n").map(|end| head[end + 4..].to_string())
+        })
+    });
+    assert_eq!(
+        after_head,
+        Some(Some(String::new())),
+        "what followed the refused request's head (None: its connection never ended)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The upstream's side: answers kapauth must not believe, and answers it must not lose
+// ---------------------------------------------------------------------------------------
+
+/// Attack: bytes past one answer read as the next request's answer. An upstream (or anything
+/// between it and kapauth) that sent a whole second answer after a 20000-byte body, in the
+/// same write, left it in the pooled connection; kapauth checked a pooled connection for
+/// unread bytes only before a request with a body, so the next GET, whoever sent it, was
+/// answered with those bytes. A pooled connection holding any unread byte is now dropped.
+#[test]
+fn an_answer_sent_past_an_upstream_content_length_never_answers_a_later_request() {
+    const SMUGGLED: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 24\r\nX-Smuggled: yes\r\n\r\nnot your answer, reader!";
+    let upstream = RawUpstream::start(|mut connection| {
+        while let Some(seen) = connection.read_request() {
+            let answer = if seen.target == "/kapacitor/v1/big" {
+                let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n".to_vec();
+                bytes.extend_from_slice(&[b'a'; 20000]);
+                bytes.extend_from_slice(SMUGGLED);
+                bytes
+            } else {
+                plain_answer(&seen)
+            };
+            if connection.send(&answer).is_err() {
+                return;
+            }
+        }
+    });
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    let auth = basic(USER, PASSWORD);
+
+    let big = request(
+        served.gateway(),
+        "GET",
+        "/kapacitor/v1/big",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(big.status, 200, "{:?}", big.headers);
+    assert_eq!(big.body, vec![b'a'; 20000]);
+    for n in 0..3 {
+        let target = format!("{TASKS}?n={n}");
+        let response = request(
+            served.gateway(),
+            "GET",
+            &target,
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert_eq!(response.status, 200, "request {n}: {response:?}");
+        assert_eq!(response.text(), format!("answer to GET {target}"));
+        assert_eq!(response.header("X-Smuggled"), None, "request {n}");
+    }
+}
+
+/// Attack: a late answer read as the next request's. An upstream that answers once and
+/// then, unasked, sends a second answer on the now idle pooled connection: kapauth handed
+/// that second answer to whichever GET took the connection next. The reviewer's upstream
+/// sent it 300 ms after the first; here it is sent once the first answer has reached the
+/// client, which is the moment those 300 ms stood for (kapauth pools the connection before
+/// it writes the answer), and the next request waits only until the late bytes are in
+/// kapauth's socket.
+#[test]
+fn a_late_answer_on_an_idle_pooled_connection_never_answers_the_next_request() {
+    const LATE: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\nX-Evil: 1\r\n\r\nEVIL FOR SOMEBODY";
+    let (first_read, first_read_by_client) = mpsc::channel::<()>();
+    let (late_sent, late_written) = mpsc::channel::<()>();
+    let first_read_by_client = Mutex::new(first_read_by_client);
+    let upstream = RawUpstream::start(move |mut connection| {
+        while let Some(seen) = connection.read_request() {
+            if seen.target != "/kapacitor/v1/late" {
+                if connection.send(&plain_answer(&seen)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            let first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlate1";
+            if connection.send(first).is_err() {
+                return;
+            }
+            let read = first_read_by_client
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .recv_timeout(WAIT);
+            if read.is_ok() && connection.send(LATE).is_ok() {
+                let _ = late_sent.send(());
+            }
+        }
+    });
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    let auth = basic(USER, PASSWORD);
+
+    let first = request(
+        served.gateway(),
+        "GET",
+        "/kapacitor/v1/late",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.text(), "late1");
+    first_read.send(()).expect("the upstream script waits");
+    late_written
+        .recv_timeout(WAIT)
+        .expect("the upstream wrote its late answer");
+    assert!(
+        upstream.await_unread_at_gateway(WAIT),
+        "the late answer never reached kapauth's socket"
+    );
+
+    let target = format!("{TASKS}?after=late");
+    let next = request(
+        served.gateway(),
+        "GET",
+        &target,
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(next.status, 200, "{next:?}");
+    assert_eq!(next.text(), format!("answer to GET {target}"));
+    assert_eq!(next.header("X-Evil"), None, "{next:?}");
+}
+
+/// Attack: an upstream that never lets `upstream-timeout` run out. kapauth checked the
+/// deadline only when a read timed out, so an upstream sending `100 Continue` over and over,
+/// or its head a byte every 300 ms, was waited for as long as it kept writing.
+#[test]
+fn an_upstream_repeating_100_continue_or_trickling_its_head_gets_a_504_at_upstream_timeout() {
+    let upstream = RawUpstream::start(|mut connection| {
+        let Some(seen) = connection.read_request() else {
+            return;
+        };
+        // The trickle is the attack itself, so this writer waits between writes on purpose;
+        // it stops when kapauth closes the connection, or after 10 s.
+        let started = Instant::now();
+        let (first, again): (&[u8], &[u8]) = if seen.target.ends_with("/endless-1xx") {
+            (b"", b"HTTP/1.1 100 Continue\r\n\r\n")
+        } else {
+            (b"HTTP/1.1 200 OK\r\n", b"X")
+        };
+        if connection.send(first).is_err() {
+            return;
+        }
+        while started.elapsed() < Duration::from_secs(10) {
+            if connection.send(again).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let served = serve_in_front_of(&upstream, &[("gateway.upstream-timeout", "2s")], &[]);
+    let timed_out = format!(
+        r#"{{"error":"upstream {} did not answer within upstream-timeout"}}"#,
+        upstream.url()
+    );
+    let gateway = served.gateway();
+    let outcomes: Vec<_> = thread::scope(|scope| {
+        let probes: Vec<_> = ["/kapacitor/v1/endless-1xx", "/kapacitor/v1/trickled-head"]
+            .into_iter()
+            .map(|target| {
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let answer = Connection::open(gateway, Duration::from_secs(8)).and_then(
+                        |mut connection| {
+                            connection.write(&allowed_get(target))?;
+                            connection.response()
+                        },
+                    );
+                    (target, answer, started.elapsed())
+                })
+            })
+            .collect();
+        probes
+            .into_iter()
+            .map(|probe| probe.join().expect("no panic"))
+            .collect()
+    });
+    let mut failures = Vec::new();
+    for (target, answer, elapsed) in outcomes {
+        match answer {
+            Ok(response)
+                if response.status == 504
+                    && response.text() == timed_out
+                    && (Duration::from_millis(1800)..Duration::from_secs(4)).contains(&elapsed) => {
+            }
+            other => failures.push(format!("{target}: {other:?} after {elapsed:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Attack: a POST done twice. When a pooled connection failed before any answer, kapauth
+/// sent the request again on a fresh one if its body had been sent whole with the head,
+/// POST included; but the upstream may have read and acted on it before the connection
+/// died (a write of points, a task created). Only a request without a body and with GET,
+/// HEAD, OPTIONS or TRACE is sent again, as Go decides.
+#[test]
+fn a_post_is_never_sent_twice_when_its_pooled_connection_dies_but_a_get_is_retried_once() {
+    // Every connection answers its first request, then reads its second whole and closes
+    // without a word: the first request pools it, the second finds it dead.
+    let upstream = RawUpstream::start(|mut connection| {
+        let Some(seen) = connection.read_request() else {
+            return;
+        };
+        if connection.send(&plain_answer(&seen)).is_ok() {
+            let _ = connection.read_request();
+        }
+        connection.close();
+    });
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    // A user who may write to every database, as `POST /write?db=x` needs.
+    create_user(
+        v4(served.meta()),
+        "writer",
+        "wr1ter",
+        &["KapacitorAPI", "WriteData"],
+    );
+    let auth = basic("writer", "wr1ter");
+    let gateway = served.gateway();
+    let warm = |n: usize| {
+        let target = format!("{TASKS}?warm={n}");
+        let response = request(gateway, "GET", &target, &[("Authorization", &auth)], b"");
+        assert_eq!(response.text(), format!("answer to GET {target}"));
+    };
+
+    warm(1);
+    let post = request(
+        gateway,
+        "POST",
+        "/kapacitor/v1/write?db=x",
+        &[("Authorization", &auth)],
+        b"cpu v=1 1",
+    );
+    assert_eq!(post.status, 502, "{post:?}");
+    assert_eq!(
+        post.text(),
+        format!(
+            r#"{{"error":"upstream {} failed: the upstream closed the connection before answering"}}"#,
+            upstream.url()
+        )
+    );
+    let posts = upstream.requests_for("/kapacitor/v1/write?db=x");
+    assert_eq!(posts.len(), 1, "the POST reached the upstream {posts:#?}");
+    assert_eq!(posts[0].body, b"cpu v=1 1");
+
+    warm(2);
+    let target = format!("{TASKS}?after=post");
+    let get = request(gateway, "GET", &target, &[("Authorization", &auth)], b"");
+    assert_eq!(get.status, 200, "{get:?}");
+    assert_eq!(get.text(), format!("answer to GET {target}"));
+    let gets = upstream.requests_for(&target);
+    assert_eq!(gets.len(), 2, "{gets:#?}");
+    assert_ne!(gets[0].connection, gets[1].connection, "{gets:#?}");
+}
+
+/// Failure stopped: an upstream's early refusal lost. An upstream that answers `413` after
+/// the head of a long body and closes without reading the rest made kapauth's write of the
+/// body fail, and the client got a 502 instead of the upstream's answer.
+#[test]
+fn an_upstream_413_sent_before_reading_a_long_body_reaches_the_client() {
+    const TOO_LARGE: &str = r#"{"error":"request entity too large"}"#;
+    let upstream = RawUpstream::start(|mut connection| {
+        if connection.read_head().is_some() {
+            let answer = format!(
+                "HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{TOO_LARGE}",
+                TOO_LARGE.len()
+            );
+            let _ = connection.send(answer.as_bytes());
+        }
+        connection.close();
+    });
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    let mut bytes = format!(
+        "POST {TASKS} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic(USER, PASSWORD),
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&body);
+
+    let mut connection = Connection::open(served.gateway(), WAIT).expect("connect");
+    let mut writer = connection.try_clone_stream().expect("a writing handle");
+    let writing = thread::spawn(move || write_ignoring_close(&mut writer, &bytes));
+    let response = connection.response();
+    connection.shutdown();
+    let _ = writing.join();
+    let response = response.expect("an answer");
+    assert_eq!(response.status, 413, "{response:?}");
+    assert_eq!(response.text(), TOO_LARGE);
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+/// Failure stopped: an empty reply where an error belongs. An upstream whose body failed
+/// before kapauth had written anything (a malformed first chunk) left the client with a
+/// closed connection and no answer at all; it now gets a 502 that says so.
+#[test]
+fn an_upstream_answer_whose_first_chunk_is_malformed_gets_the_client_a_502() {
+    let upstream = RawUpstream::start(|mut connection| {
+        if connection.read_request().is_some() {
+            // Head and bad chunk in one write, so kapauth has both before it answers.
+            let _ = connection
+                .send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n");
+            // Held open until kapauth closes it: the failure is the chunk, not a close.
+            let _ = connection.read_request();
+        }
+    });
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    let mut connection = Connection::open(served.gateway(), WAIT).expect("connect");
+    connection
+        .write(&allowed_get("/kapacitor/v1/badchunk"))
+        .expect("write the request");
+    let response = connection.response().expect("an answer");
+    assert_eq!(response.status, 502, "{response:?}");
+    assert_eq!(
+        response.text(),
+        r#"{"error":"the upstream's answer could not be read"}"#
+    );
+    assert_eq!(response.header("Content-Type"), Some(JSON_UTF8));
+    let closed = connection.closed();
+    assert!(closed.is_ok(), "{closed:?}");
+}
+
+/// Failure stopped: a body passed on corrupted. An upstream answer with a coding kapauth
+/// cannot decode (`Transfer-Encoding: gzip, chunked`) was passed on to the end of the
+/// connection without the field that names the coding, so the client read chunk framing
+/// as data; it is refused with a 502 instead.
+#[test]
+fn an_upstream_answer_with_transfer_encoding_gzip_chunked_gets_the_client_a_502() {
+    let upstream = RawUpstream::start(|mut connection| {
+        if connection.read_request().is_some() {
+            let _ = connection.send(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            );
+        }
+    });
+    let served = serve_in_front_of(&upstream, &[], &[]);
+    let response =
+        exchange(served.gateway(), &allowed_get("/kapacitor/v1/gzip")).expect("an answer");
+    assert_eq!(response.status, 502, "{response:?}");
+    assert_eq!(
+        response.text(),
+        format!(
+            r#"{{"error":"upstream {} failed: the upstream's answer cannot be framed: unsupported Transfer-Encoding; send chunked or a Content-Length"}}"#,
+            upstream.url()
+        )
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Streaming answers
 // ---------------------------------------------------------------------------------------
@@ -999,6 +1767,46 @@ fn a_stream_quiet_for_longer_than_upstream_timeout_is_delivered_whole() {
     });
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.text(), "line 1\nline 2\n");
+}
+
+/// Attack: a client leaving a quiet stream after one more byte (the start of a pipelined
+/// request). The quiet-stream check peeked at the socket, saw that byte unread, and took
+/// the client for still there, so the stream, its thread and its upstream connection lived
+/// for as long as the upstream stayed quiet. The check now reads what the client sent and
+/// sees the end of the connection behind it.
+#[test]
+fn a_client_that_sends_a_byte_and_leaves_a_quiet_stream_is_noticed_within_seconds() {
+    let upstream = StreamUpstream::start();
+    let (gateway, _dir) = streaming_gateway(&upstream, &[]);
+    let mut client = Connection::open(gateway.addr(), WAIT).expect("connect");
+    client
+        .write(b"GET /kapacitor/v1/logs HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write the request");
+    let mut upstream_side = upstream.next_exchange(WAIT);
+    upstream_side.send_chunked_head().expect("send the head");
+    upstream_side.send_chunk(b"line 1\n").expect("send line 1");
+    let (status, _) = read_head(client.reader()).expect("the stream's head");
+    assert_eq!(status, 200);
+    let chunk = read_chunk(client.reader()).expect("line 1");
+    assert_eq!(chunk.as_deref(), Some(&b"line 1\n"[..]));
+
+    client.write(b"G").expect("write one more byte");
+    client.shutdown();
+    drop(client);
+    let left = Instant::now();
+    let lines = gateway.wait_for_log_lines(1, |line| {
+        line.contains("msg=\"http request\"")
+            && line.contains(
+                "reason=\"response not delivered: client went away during a quiet stream\"",
+            )
+    });
+    let noticed = left.elapsed();
+    assert!(
+        noticed < Duration::from_secs(5),
+        "noticed after {noticed:?}: {lines:?}"
+    );
+    // The upstream stayed quiet all along: the stream ended because the client left.
+    drop(upstream_side);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1218,6 +2026,60 @@ fn an_https_upstream_is_trusted_through_upstream_ca_and_refused_without_it() {
     assert_eq!(echo.requests(), 1);
 }
 
+/// Attack: a TLS handshake trickled a byte at a time. rustls's `complete_io` applied the
+/// read timeout to each read, not to the handshake, so a client sending its ClientHello
+/// one byte every 500 ms held its connection and thread for as long as it liked. The
+/// handshake now ends at `read-header-timeout` however its bytes arrive.
+#[test]
+fn a_client_hello_trickled_a_byte_every_500_ms_is_cut_off_at_read_header_timeout() {
+    let dir = TempDir::new("tls-trickle");
+    let pki = certs::make_pki(&dir.join("pki"), "kapauth-trickle-ca");
+    let echo = Echo::start();
+    let kapauth = Launch::serve()
+        .set("http.bind-address", "127.0.0.1:0")
+        .set("http.https-enabled", "true")
+        .set("http.https-certificate", &pki.server.cert_pem)
+        .set("http.https-private-key", &pki.server.key_pem)
+        .set("http.auth-enabled", "false")
+        .set("meta.bind-address", "127.0.0.1:0")
+        .set("meta.dir", dir.join("meta"))
+        .set("gateway.upstream", echo.url())
+        .env(READ_HEADER_TIMEOUT, "2s")
+        .wait_for("gateway")
+        .start();
+    let hello = client_hello();
+    assert!(hello.len() > 100, "a ClientHello of {} bytes", hello.len());
+
+    // Waiting is what this test is about: the read ends when kapauth closes the
+    // connection, or after 6 s.
+    let mut connection = Connection::open(kapauth.addr(), Duration::from_secs(6)).expect("connect");
+    let mut trickle = connection.try_clone_stream().expect("a writing handle");
+    let started = Instant::now();
+    // The trickle is the attack itself, so its writer waits between bytes on purpose; it
+    // stops when kapauth closes the connection, or after 8 s.
+    let writer = thread::spawn(move || {
+        let mut sent = 0;
+        for byte in hello {
+            if started.elapsed() > Duration::from_secs(8) || trickle.write_all(&[byte]).is_err() {
+                break;
+            }
+            sent += 1;
+            thread::sleep(Duration::from_millis(500));
+        }
+        sent
+    });
+    let closed = connection.closed();
+    connection.shutdown();
+    let sent = writer.join().expect("the trickle writer does not panic");
+    let elapsed = closed.unwrap_or_else(|error| {
+        panic!("the handshake outlived read-header-timeout after {sent} bytes: {error}")
+    });
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(6)).contains(&elapsed),
+        "closed after {elapsed:?} and {sent} bytes"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Binding
 // ---------------------------------------------------------------------------------------
@@ -1327,6 +2189,48 @@ fn streaming_gateway(upstream: &StreamUpstream, settings: &[(&str, &str)]) -> (K
         launch = launch.set(key, value);
     }
     (launch.wait_for("gateway").start(), dir)
+}
+
+/// `kapauth serve` with its users (as `serve`) in front of a raw upstream stand-in.
+fn serve_in_front_of(
+    upstream: &RawUpstream,
+    settings: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Served {
+    let url = upstream.url();
+    let mut all = vec![("gateway.upstream", url.as_str())];
+    all.extend_from_slice(settings);
+    serve_with(Echo::start(), &all, env)
+}
+
+/// A GET of `target` by `USER`, with `Connection: close`.
+fn allowed_get(target: &str) -> Vec<u8> {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        basic(USER, PASSWORD)
+    )
+    .into_bytes()
+}
+
+/// The first bytes a rustls client sends: a real ClientHello, for a test that sends it
+/// itself, as slowly as it likes.
+fn client_hello() -> Vec<u8> {
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("the default protocol versions")
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+    let mut connection = ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from("localhost").expect("a server name"),
+    )
+    .expect("a client connection");
+    let mut hello = Vec::new();
+    while connection.wants_write() {
+        connection.write_tls(&mut hello).expect("write to a Vec");
+    }
+    hello
 }
 
 /// The unauthenticated `create` that makes the first user an administrator.
