@@ -1670,7 +1670,7 @@ fn an_upstream_answer_with_transfer_encoding_gzip_chunked_gets_the_client_a_502(
     assert_eq!(
         response.text(),
         format!(
-            r#"{{"error":"upstream {} failed: the upstream's answer cannot be framed: unsupported Transfer-Encoding; send chunked or a Content-Length"}}"#,
+            r#"{{"error":"upstream {} failed: the upstream's answer has a Transfer-Encoding other than chunked"}}"#,
             upstream.url()
         )
     );

@@ -16,7 +16,8 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::body::{Decoder, Input, LAST_CHUNK, chunk_size_line};
 use super::head::{
-    Fields, MAX_HEAD, ResponseBody, keeps_alive, parse_response_head, response_framing,
+    Fields, FramingError, MAX_HEAD, ResponseBody, keeps_alive, parse_response_head,
+    response_framing,
 };
 use super::server::{Body, Source, is_timeout, push_decimal, push_field};
 use super::wire::{self, BUFFER, Stream, Wire};
@@ -345,8 +346,14 @@ impl Upstream {
         };
         wire.set_limit(BUFFER);
         let framing = response_framing(head_request, &head).map_err(|error| {
+            let problem = match error {
+                FramingError::UnsupportedEncoding => "a Transfer-Encoding other than chunked",
+                FramingError::InvalidLength | FramingError::LengthAndEncoding => {
+                    "an invalid Content-Length"
+                }
+            };
             Failure::Error(UpstreamError::Broken(format!(
-                "the upstream's answer cannot be framed: {error}"
+                "the upstream's answer has {problem}"
             )))
         })?;
         let reusable = cut_short.is_none()
