@@ -15,14 +15,12 @@ use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use super::wire;
-
 use super::body::{Decoder, Input, LAST_CHUNK, chunk_size_line};
 use super::head::{
     self, Fields, HeadError, MAX_HEAD, RequestBody, RequestHead, Version, find_head_end,
     keeps_alive, leading_blank_lines, parse_request_head, request_framing,
 };
-use super::wire::{BUFFER, Stream, Wire};
+use super::wire::{self, BUFFER, Stream, Wire};
 use crate::log;
 
 /// The most of an unread request body drained so the connection can serve another request.
