@@ -5,9 +5,9 @@
 //! `keeps_alive`; the body is read with the server's `Decoder` and the next pipelined
 //! request starts where it stopped.
 //!
-//! Input: `[step, stretch, bytes...]`. The bytes arrive `step + 1` at a time. One input in
-//! sixteen (`stretch` ≥ 240) repeats its bytes, and its pieces, 64 to 1,024 times, so heads
-//! past the 64 KiB limit are reached without 64 KiB inputs or a million small reads.
+//! Input: `[step, rest...]`: the bytes arrive `step + 1` at a time, and `rest` is
+//! stretched as `kapauth_fuzz::stretched` says (a part written up to 1,024 times over,
+//! in pieces that many times larger, so a large head costs no million small reads).
 //!
 //! Asserts, besides "no panic":
 //! - the incremental search finds the same head end as one `find_head_end` over all the
@@ -32,20 +32,17 @@ use kapauth::http::head::{
 use kapauth::http::{RequestHead, Version};
 use kapauth_fuzz::{
     assert_fields_as_written, assert_length_as_written, decode, expected_keep_alive, has_field,
-    lines_of, lists_token,
+    lines_of, lists_token, stretched,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let [step, stretch, bytes @ ..] = data else {
+    let Some((step, rest)) = data.split_first() else {
         return;
     };
-    let copies = match *stretch {
-        0..=239 => 1,
-        n => usize::from(n - 239) * 64,
+    let Some((wire, copies)) = stretched(rest) else {
+        return;
     };
-    // At most about 128 KiB: twice the head limit is enough to cross it.
-    let wire = bytes.repeat(copies.min(2 * MAX_HEAD / bytes.len().max(1) + 1));
     let step = (usize::from(*step) + 1) * copies;
     // A stretched input repeats its requests; past a hundred, they check nothing new.
     let mut rest = &wire[..];

@@ -1,13 +1,41 @@
-//! Helpers shared by the fuzz targets in `fuzz_targets/`: reading a body the way the
-//! server does (from `Pieces`, retrying after `WouldBlock`), and checking a parsed head
-//! against the bytes it came from. Test code only: nothing here ships in kapauth.
+//! Helpers shared by the fuzz targets in `fuzz_targets/`: stretching a small input into a
+//! large one, reading a body the way the server does (from `Pieces`, retrying after
+//! `WouldBlock`), and checking a parsed head against the bytes it came from. Test code
+//! only: nothing here ships in kapauth.
 #![forbid(unsafe_code)]
 
 use std::io;
 
 use kapauth::http::body::{Decoder, Pieces};
-use kapauth::http::head::trim;
+use kapauth::http::head::{MAX_HEAD, trim};
 use kapauth::http::{Fields, Version};
+
+/// The bytes a fuzz input `[stretch, from, to, bytes...]` stands for. Mostly `bytes` as
+/// they are; one input in sixteen (`stretch` ≥ 240) writes the part `bytes[from..from +
+/// to]` 64 to 1,024 times over, the rest once around it, so heads near and past the
+/// 64 KiB limit, whole or not, are reached without 64 KiB inputs. Returns the bytes and
+/// how many times the part was written.
+pub fn stretched(data: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let [stretch, from, to, bytes @ ..] = data else {
+        return None;
+    };
+    let copies = match *stretch {
+        0..=239 => 1,
+        n => usize::from(n - 239) * 64,
+    };
+    let from = usize::from(*from).min(bytes.len());
+    let to = (from + usize::from(*to)).min(bytes.len());
+    let part = &bytes[from..to];
+    // At most about twice the head limit: enough to cross it.
+    let copies = copies.min(2 * MAX_HEAD / part.len().max(1) + 1);
+    let mut wire = Vec::with_capacity(bytes.len() + part.len() * copies);
+    wire.extend_from_slice(&bytes[..from]);
+    for _ in 0..copies {
+        wire.extend_from_slice(part);
+    }
+    wire.extend_from_slice(&bytes[to..]);
+    Some((wire, copies))
+}
 
 /// What reading a body gave: the body, or the error's kind and text.
 pub type Decoded = Result<Vec<u8>, (io::ErrorKind, String)>;
