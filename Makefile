@@ -3,8 +3,9 @@ CARGO ?= cargo
 GNU_TARGET := x86_64-unknown-linux-gnu
 MUSL_TARGET := x86_64-unknown-linux-musl
 ADVISORY_DB ?= ../shared/advisory-db
+FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint static static-pie musl audit bench clean
+.PHONY: build run test lint static static-pie musl audit fuzz bench clean
 
 build:
 	$(CARGO) build --release --locked
@@ -20,6 +21,7 @@ test:
 
 lint:
 	$(CARGO) fmt --check
+	$(CARGO) fmt --check --manifest-path fuzz/Cargo.toml
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # A statically linked release binary for the gnu target (non-PIE: `file` says
@@ -46,6 +48,12 @@ audit:
 	else \
 		echo "cargo-audit is not installed; install it with 'cargo install cargo-audit --locked' and run 'make audit' again"; \
 	fi
+
+# Coverage-guided fuzzing of the HTTP parsing (fuzz/, a crate of its own): every target for
+# FUZZ_SECONDS each; fails on a crash. fuzz/run installs cargo-fuzz if it is missing and
+# says which toolchain it picked (a rustup nightly, else stable with RUSTC_BOOTSTRAP=1).
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run
 
 # kapauth against nginx (reverse proxy, auth_basic MD5 and bcrypt) with wrk on loopback,
 # plus kapauth's memory with 1,000 idle connections; see bench/README.md.
