@@ -120,6 +120,7 @@ fn read_request(wire: &[u8], step: usize) -> Option<&[u8]> {
 /// after the blank lines.
 fn scan_incrementally(wire: &[u8], step: usize) -> (usize, Scan) {
     let (mut start, mut given, mut scanned) = (0, 0, 0);
+    let mut line_whole = false;
     while given < wire.len() {
         given = (given + step).min(start + MAX_HEAD + 1).min(wire.len());
         let blank = leading_blank_lines(&wire[start..given]);
@@ -135,7 +136,7 @@ fn scan_incrementally(wire: &[u8], step: usize) -> (usize, Scan) {
             Ok(end) => return (start, Scan::Head { end: start + end }),
             Err(resume) => scanned = resume,
         }
-        match check_partial_request(buffered) {
+        match check_partial_request(buffered, &mut line_whole) {
             Ok(()) => {}
             Err(HeadError::LineTooLong) => {
                 assert!(line_length(buffered) > MAX_REQUEST_LINE, "LineTooLong");

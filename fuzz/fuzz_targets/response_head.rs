@@ -10,9 +10,10 @@
 //! - its version and status are its status line, and its fields are its header lines;
 //! - after a HEAD request, and for 1xx, 204 and 304, there is no body; else `Chunked` only
 //!   with a Transfer-Encoding listing `chunked`, `Length(n)` only without
-//!   Transfer-Encoding and when every Content-Length reads `n`, `Close` only with a
-//!   Transfer-Encoding or without Content-Length, and an error only for an invalid
-//!   Content-Length without Transfer-Encoding;
+//!   Transfer-Encoding and when every Content-Length reads `n`, `Close` only without
+//!   either, `UnsupportedEncoding` only with a Transfer-Encoding that is not exactly
+//!   `chunked`, and `InvalidLength` only for an invalid Content-Length without
+//!   Transfer-Encoding;
 //! - `keeps_alive` agrees with an independent reading of the Connection tokens.
 #![no_main]
 
@@ -88,10 +89,16 @@ fn check_framing(response: &ResponseHead) {
             assert!(!encoding, "Length({n}) with a Transfer-Encoding");
             assert_length_as_written(fields, n);
         }
-        Ok(ResponseBody::Close) => assert!(encoding || !length, "Close with a Content-Length"),
-        Err(error) => {
-            assert_eq!(error, FramingError::InvalidLength);
-            assert!(length && !encoding, "InvalidLength");
+        Ok(ResponseBody::Close) => {
+            assert!(
+                !encoding && !length,
+                "Close with a Transfer-Encoding or a Content-Length"
+            )
         }
+        Err(FramingError::InvalidLength) => assert!(length && !encoding, "InvalidLength"),
+        Err(FramingError::UnsupportedEncoding) => {
+            assert!(encoding, "UnsupportedEncoding without a Transfer-Encoding");
+        }
+        Err(FramingError::LengthAndEncoding) => panic!("a response is never LengthAndEncoding"),
     }
 }

@@ -209,12 +209,16 @@ pub fn find_head_end(buffer: &[u8], scanned: usize) -> Result<usize, usize> {
 }
 
 /// Checks the limits a head still arriving already breaks: the request line and the head
-/// size. `buffer` holds the start of the head, without leading blank lines.
-pub fn check_partial_request(buffer: &[u8]) -> Result<(), HeadError> {
+/// size. `buffer` holds the start of the head, without leading blank lines. The line is
+/// scanned only once the buffer could hold too long a line, and never again once it was
+/// found whole (`line_whole`), so a head arriving a byte at a time costs linear work.
+pub fn check_partial_request(buffer: &[u8], line_whole: &mut bool) -> Result<(), HeadError> {
     let limit = MAX_REQUEST_LINE + 2;
-    match memchr(b'\n', &buffer[..buffer.len().min(limit)]) {
-        None if buffer.len() >= limit => return Err(HeadError::LineTooLong),
-        _ => {}
+    if !*line_whole && buffer.len() >= limit {
+        if memchr(b'\n', &buffer[..limit]).is_none() {
+            return Err(HeadError::LineTooLong);
+        }
+        *line_whole = true;
     }
     if buffer.len() > MAX_HEAD {
         return Err(HeadError::TooLarge);
@@ -225,7 +229,7 @@ pub fn check_partial_request(buffer: &[u8]) -> Result<(), HeadError> {
 /// Parses a complete request head (`head` ends with its empty line, as `find_head_end`
 /// found it, and starts at the request line).
 pub fn parse_request_head(head: &[u8]) -> Result<RequestHead, HeadError> {
-    check_partial_request(head)?;
+    check_partial_request(head, &mut false)?;
     let line_end = memchr(b'\n', head).unwrap_or(head.len());
     let line = head[..line_end]
         .strip_suffix(b"\r")
@@ -698,11 +702,11 @@ mod tests {
         }
         let over = "a".repeat(MAX_REQUEST_LINE + 2);
         assert_eq!(
-            check_partial_request(over.as_bytes()),
+            check_partial_request(over.as_bytes(), &mut false),
             Err(HeadError::LineTooLong)
         );
         assert_eq!(
-            check_partial_request(&over.as_bytes()[..MAX_REQUEST_LINE + 1]),
+            check_partial_request(&over.as_bytes()[..MAX_REQUEST_LINE + 1], &mut false),
             Ok(())
         );
     }

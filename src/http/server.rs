@@ -725,6 +725,7 @@ impl Connection {
             first_deadline.unwrap_or_else(|| Instant::now() + limits.read_header_timeout);
         self.wire.set_limit(MAX_HEAD + 1);
         let mut scanned = 0;
+        let mut line_whole = false;
         let head = loop {
             let blank = leading_blank_lines(self.wire.buffered());
             if blank > 0 {
@@ -740,7 +741,8 @@ impl Connection {
                     }
                     Err(resume) => scanned = resume,
                 }
-                head::check_partial_request(self.wire.buffered()).map_err(NoHead::Refused)?;
+                head::check_partial_request(self.wire.buffered(), &mut line_whole)
+                    .map_err(NoHead::Refused)?;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.wire.set_read_timeout(left).is_err() {
