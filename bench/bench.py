@@ -379,8 +379,8 @@ class Bench:
         self.out = Path(os.environ["BENCH_OUT"])
         self.kapauth = os.environ["BENCH_KAPAUTH_BIN"]
         self.pidfile = self.work / "pids"
-        self.rounds = env_int("BENCH_ROUNDS", 3, 1)
-        self.seconds = env_int("BENCH_SECONDS", 10, 1)
+        self.rounds = env_int("BENCH_ROUNDS", 5, 1)
+        self.seconds = env_int("BENCH_SECONDS", 6, 1)
         conc = os.environ.get("BENCH_CONCURRENCY", "16,64")
         try:
             self.concurrency = [int(c) for c in re.split(r"[,\s]+", conc.strip()) if c]
@@ -789,10 +789,27 @@ def report(b, idle_result, elapsed):
                 "cpu_us_per_req": med([r["cpu_us_per_req"] for r in runs]),
                 "stalled_max": max((r["stalled_conns"] for r in runs), default=0),
             }
+    # A ratio is the median over rounds of the two runs' ratio in the same round: runs that
+    # close in time share the machine's state (other load, steal time on a VM), which the
+    # medians of each contender taken apart do not.
+    def round_ratio(key, peer, conc, field):
+        pairs = []
+        for r in b.runs:
+            if r["contender"] != key or r["concurrency"] != conc:
+                continue
+            mate = next(
+                (m for m in b.runs
+                 if m["contender"] == peer and m["concurrency"] == conc and m["round"] == r["round"]),
+                None,
+            )
+            if mate is not None:
+                pairs.append(ratio(r[field], mate[field]))
+        return med(pairs)
+
     for (key, conc), s in summary.items():
-        a = summary.get(("A", conc))
-        s["rps_vs_A"] = ratio(s["rps"], a["rps"]) if a else None
-        s["p50_vs_A"] = ratio(s["p50_us"], a["p50_us"]) if a else None
+        has_a = ("A", conc) in summary
+        s["rps_vs_A"] = round_ratio(key, "A", conc, "rps") if has_a else None
+        s["p50_vs_A"] = round_ratio(key, "A", conc, "p50_us") if has_a else None
 
     lines = []
     add = lines.append
@@ -805,7 +822,8 @@ def report(b, idle_result, elapsed):
     add(
         f"{b.rounds} interleaved rounds x {b.seconds} s per run; wrk -t1 on CPU {b.cpu_load}, "
         f"every server on CPU {b.cpu_server}; GET {PATH}, 1 KiB JSON from an nginx upstream. "
-        f"Medians over rounds; ratios are to A (nginx reverse proxy) in this run."
+        f"Medians over rounds; a ratio is the median over rounds of the ratio to A (nginx "
+        f"reverse proxy) measured in the same round."
     )
     add("")
     add("| contender | conns | req/s | x A req/s | p50 us | x A p50 | p99 us | CPU us/req | stalled conns | runs | flagged |")
@@ -831,8 +849,8 @@ def report(b, idle_result, elapsed):
     add("")
     onoff = {}
     for conc in b.concurrency:
-        d, e = summary.get(("D", conc)), summary.get(("E", conc))
-        onoff[conc] = ratio(d["rps"], e["rps"]) if d and e else None
+        both = ("D", conc) in summary and ("E", conc) in summary
+        onoff[conc] = round_ratio("D", "E", conc, "rps") if both else None
     add(
         "kapauth auth-on / auth-off req/s: "
         + ", ".join(f"c{c} {fmt(onoff[c], 2)}" for c in b.concurrency)
