@@ -35,6 +35,9 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// flight: a client that is slow to send it holds only its own connection.
 const READ_BEFORE_HANDLING: u64 = 16 * 1024;
 
+/// How long a kept connection waits for its next request with its read buffer.
+const STAY_BUFFERED: Duration = Duration::from_secs(1);
+
 /// The most of a streamed body read and written at once.
 const PIECE: usize = 16 * 1024;
 
@@ -612,7 +615,7 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, slot
     };
     let secure = shared.tls.is_some();
     let mut connection = Connection {
-        wire: Wire::new(stream, None),
+        wire: Wire::unbuffered(stream),
         idle_timeout: limits.idle_timeout,
         close: false,
         undrained: None,
@@ -707,19 +710,8 @@ impl Connection {
         limits: &Limits,
         first_deadline: Option<Instant>,
     ) -> Result<RequestHead, NoHead> {
-        if self.wire.buffered().is_empty() {
-            self.wire.release();
-            let wait = match first_deadline {
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                None => limits.idle_timeout,
-            };
-            if wait.is_zero() || self.wire.set_read_timeout(wait).is_err() {
-                return Err(NoHead::Quiet);
-            }
-            match self.wire.fill() {
-                Ok(0) | Err(_) => return Err(NoHead::Quiet),
-                Ok(_) => {}
-            }
+        if self.wire.buffered().is_empty() && !self.wait_for_request(limits, first_deadline) {
+            return Err(NoHead::Quiet);
         }
         let deadline =
             first_deadline.unwrap_or_else(|| Instant::now() + limits.read_header_timeout);
@@ -757,6 +749,38 @@ impl Connection {
         };
         self.wire.set_limit(BUFFER);
         head
+    }
+
+    /// Waits for the first byte of a request: false if none came in time or the client
+    /// left. A kept connection waits `STAY_BUFFERED` with its buffer, as the next request
+    /// of a busy client comes soon; then it gives the buffer back and waits the rest of
+    /// `idle-timeout` without one, so an idle connection holds no heap memory.
+    fn wait_for_request(&mut self, limits: &Limits, first_deadline: Option<Instant>) -> bool {
+        let stages = match first_deadline {
+            Some(deadline) => [
+                deadline.saturating_duration_since(Instant::now()),
+                Duration::ZERO,
+            ],
+            None => {
+                let buffered = limits.idle_timeout.min(STAY_BUFFERED);
+                [buffered, limits.idle_timeout - buffered]
+            }
+        };
+        for (stage, wait) in stages.into_iter().enumerate() {
+            if wait.is_zero() || self.wire.set_read_timeout(wait).is_err() {
+                return false;
+            }
+            if stage > 0 {
+                self.wire.release();
+            }
+            match self.wire.fill() {
+                Ok(0) => return false,
+                Ok(_) => return true,
+                Err(error) if is_timeout(&error) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     fn set_body_timeout(&mut self) -> io::Result<()> {

@@ -147,6 +147,19 @@ impl Wire {
         }
     }
 
+    /// A stream whose buffer comes with its first bytes: a connection that never sends
+    /// anything costs no buffer.
+    pub fn unbuffered(stream: Stream) -> Wire {
+        Wire {
+            stream,
+            buffer: Vec::new(),
+            start: 0,
+            end: 0,
+            limit: BUFFER,
+            read_timeout: None,
+        }
+    }
+
     /// Lets the buffer grow to `limit` bytes (a head being read), or back to `BUFFER`.
     pub fn set_limit(&mut self, limit: usize) {
         self.limit = limit.max(BUFFER);
