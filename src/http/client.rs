@@ -2,9 +2,9 @@
 //! connections to the upstream (plain, or rustls for `https://`), one request written with
 //! the core's own framing, the response head awaited for at most `upstream-timeout`, and
 //! the response body handed back as a `Source` that returns its connection to the pool
-//! once read whole. A pooled connection the upstream closed is retried once on a fresh one
-//! when the request had no body; a request with a body only gets a pooled connection that
-//! a probe found quiet. Decides nothing about access or about which fields to send.
+//! once read whole. A pooled connection is reused only if it holds no unread byte, and a
+//! request that finds it closed is sent again on a fresh one only when it has no body and
+//! a method safe to repeat. Decides nothing about access or about which fields to send.
 
 use std::io::{self, Read};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -16,7 +16,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::body::{Decoder, Input, LAST_CHUNK, chunk_size_line};
 use super::head::{
-    Fields, FramingError, MAX_HEAD, ResponseBody, keeps_alive, parse_response_head,
+    Fields, FramingError, MAX_HEAD, ResponseBody, find_head_end, keeps_alive, parse_response_head,
     response_framing,
 };
 use super::server::{Body, Source, is_timeout, push_decimal, push_field};
@@ -126,14 +126,6 @@ impl Upstream {
     /// The upstream as configured, as messages name it.
     pub fn name(&self) -> &str {
         &self.url
-    }
-
-    /// Connections in the pool now.
-    pub fn idle_connections(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
     }
 
     /// Sends `method target` with `fields` (plus `Host` and the body's framing) and
@@ -249,7 +241,6 @@ impl Upstream {
                 Ok(socket) => {
                     socket
                         .set_nodelay(true)
-                        .and_then(|()| socket.set_read_timeout(Some(POLL.min(self.timeout))))
                         .and_then(|()| socket.set_write_timeout(Some(self.timeout)))
                         .map_err(unreachable)?;
                     return Ok(socket);
@@ -304,14 +295,32 @@ impl Upstream {
         }
         let deadline = Instant::now() + self.timeout;
         wire.set_limit(MAX_HEAD + 1);
+        let malformed = || {
+            Failure::Error(UpstreamError::Broken(
+                "the upstream sent a malformed response head".to_string(),
+            ))
+        };
+        // Where the search for the head's end resumes, so a trickled head costs linear work.
+        let mut scanned = 0;
         let head = loop {
             // The deadline holds however the upstream trickles its head or repeats 1xx.
             if Instant::now() >= deadline {
                 return Err(Failure::Error(UpstreamError::Timeout));
             }
-            match parse_response_head(wire.buffered()) {
-                Ok(Some((head, length))) => {
+            let end = match find_head_end(wire.buffered(), scanned) {
+                Ok(end) => Some(end),
+                Err(resume) => {
+                    scanned = resume;
+                    None
+                }
+            };
+            if end.is_none() && wire.buffered().len() > MAX_HEAD {
+                return Err(malformed());
+            }
+            match end.map(|end| parse_response_head(&wire.buffered()[..end])) {
+                Some(Ok(Some((head, length)))) => {
                     wire.consume(length);
+                    scanned = 0;
                     // An interim answer (100 Continue) precedes the real one; a switch of
                     // protocols would leave HTTP, which kapauth does not forward.
                     if head.status == 101 {
@@ -324,12 +333,8 @@ impl Upstream {
                     }
                     break head;
                 }
-                Ok(None) => {}
-                Err(_) => {
-                    return Err(Failure::Error(UpstreamError::Broken(
-                        "the upstream sent a malformed response head".to_string(),
-                    )));
-                }
+                Some(_) => return Err(malformed()),
+                None => {}
             }
             let nothing_yet = wire.buffered().is_empty();
             let failed = match wire.fill() {
