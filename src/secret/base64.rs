@@ -137,9 +137,18 @@ fn skip_line_breaks(input: &[u8], mut position: usize) -> usize {
     position
 }
 
+/// The value of `character` in `alphabet`. Both alphabets start with the same 62 letters
+/// and digits in the same order and differ only in the last two symbols, so those 62 are
+/// computed, not searched for: every request with a Basic header comes through here.
 fn sextet_value(alphabet: &[u8; 64], character: u8) -> Option<u8> {
-    let index = alphabet.iter().position(|&symbol| symbol == character)?;
-    u8::try_from(index).ok()
+    match character {
+        b'A'..=b'Z' => Some(character - b'A'),
+        b'a'..=b'z' => Some(character - b'a' + 26),
+        b'0'..=b'9' => Some(character - b'0' + 52),
+        _ if character == alphabet[62] => Some(62),
+        _ if character == alphabet[63] => Some(63),
+        _ => None,
+    }
 }
 
 /// Appends the bytes that `filled` (2, 3 or 4) characters carry; the low bits a short

@@ -88,7 +88,14 @@ pub fn resource_for_path(decoded_path: &str) -> String {
     let rest = decoded_path
         .strip_prefix(API_PREFIX)
         .unwrap_or(decoded_path);
-    clean_rooted(&format!("{API_RESOURCE}/{rest}"))
+    // Joined without a doubled `/`, so a path that is already clean stays on the fast path
+    // of `clean_rooted`; cleaning makes both joins the same.
+    let joined = if rest.starts_with('/') {
+        format!("{API_RESOURCE}{rest}")
+    } else {
+        format!("{API_RESOURCE}/{rest}")
+    };
+    clean_rooted(&joined)
 }
 
 /// Kapacitor's walk: whether `grants` allow `privilege` on `resource`.
@@ -215,6 +222,17 @@ fn preview_rewrite(path: &str) -> Option<String> {
 /// Go's `path.Clean` for a path starting with `/`: empty and `.` segments go, `..` removes the
 /// segment before it (never above `/`), and no trailing slash is kept except for `/` itself.
 fn clean_rooted(path: &str) -> String {
+    // Most resources are clean already (the gateway refuses `.`, `..` and `//` in paths):
+    // they are kept as they are, without splitting and joining them again.
+    let clean = path == "/"
+        || (path.starts_with('/')
+            && !path.ends_with('/')
+            && path[1..]
+                .split('/')
+                .all(|segment| !matches!(segment, "" | "." | "..")));
+    if clean {
+        return path.to_owned();
+    }
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {
