@@ -119,31 +119,8 @@ pub fn json_error(status: u16, message: &str) -> Reply {
     Reply {
         status,
         headers: vec![("Content-Type", JSON.to_string())],
-        body: format!("{{\"error\":{}}}", go_json_string(message)),
+        body: crate::http::json_error(message),
     }
-}
-
-/// A JSON string as Go's `encoding/json` writes it: besides `"`, `\` and control
-/// characters it escapes `<`, `>`, `&`, U+2028 and U+2029.
-pub fn go_json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Go's `%q` of a valid UTF-8 string (`strconv.Quote`): printable characters as they are,
@@ -297,21 +274,6 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(go_quote(text), expected, "{text:?}");
-        }
-    }
-
-    #[test]
-    fn json_strings_are_escaped_as_go_escapes_them() {
-        let cases = [
-            ("plain", r#""plain""#),
-            ("<>&", r#""\u003c\u003e\u0026""#),
-            ("q\"b\\", r#""q\"b\\""#),
-            ("\n\r\t\u{1}", r#""\n\r\t\u0001""#),
-            ("\u{2028}\u{2029}", r#""\u2028\u2029""#),
-            ("é", "\"é\""),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(go_json_string(text), expected, "{text:?}");
         }
     }
 }

@@ -18,19 +18,51 @@ pub use server::{Body, Delivered, Handler, Limits, Listener, Request, Response, 
 /// `Content-Type` of every JSON error the core and the gateway write (SPEC §6).
 pub const JSON: &str = "application/json; charset=utf-8";
 
-/// `{"error":"…"}` for one of the core's own messages. They are fixed texts; quotes and
-/// backslashes are escaped all the same.
+/// `{"error":"…"}` as Go's `json.Marshal` writes it: the body of every error kapauth
+/// answers itself, from the core and from the gateway.
 pub fn json_error(message: &str) -> String {
-    let mut body = String::with_capacity(message.len() + 12);
-    body.push_str("{\"error\":\"");
-    for c in message.chars() {
+    format!("{{\"error\":{}}}", json_string(message))
+}
+
+/// A JSON string as Go's `encoding/json` writes it: besides `"`, `\` and control
+/// characters it escapes `<`, `>`, `&`, U+2028 and U+2029.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
         match c {
-            '"' => body.push_str("\\\""),
-            '\\' => body.push_str("\\\\"),
-            c if (c as u32) < 0x20 => body.push(' '),
-            c => body.push(c),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
         }
     }
-    body.push_str("\"}");
-    body
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped_as_go_escapes_them() {
+        let cases = [
+            ("plain", r#""plain""#),
+            ("<>&", r#""\u003c\u003e\u0026""#),
+            ("q\"b\\", r#""q\"b\\""#),
+            ("\n\r\t\u{1}", r#""\n\r\t\u0001""#),
+            ("\u{2028}\u{2029}", r#""\u2028\u2029""#),
+            ("é", "\"é\""),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(json_string(text), expected, "{text:?}");
+        }
+    }
 }
