@@ -212,15 +212,7 @@ impl RawConnection {
             self.fill()?;
         };
         let head: Vec<u8> = self.buffer.drain(..end).collect();
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let mut lines = text.split("\r\n");
-        let mut request_line = lines.next().unwrap_or_default().split(' ');
-        let method = request_line.next().unwrap_or_default().to_string();
-        let target = request_line.next().unwrap_or_default().to_string();
-        let headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.to_string(), value.trim().to_string()))
-            .collect();
+        let (method, target, headers) = head_parts(&head);
         Some(RawRequest {
             connection: self.number,
             method,
@@ -336,4 +328,19 @@ fn unread_from_port(port: u16) -> Vec<u64> {
         }
     }
     unread
+}
+
+/// The method, target and header fields of a request head, leniently: what a stand-in
+/// needs to say what arrived.
+pub fn head_parts(head: &[u8]) -> (String, String, Vec<(String, String)>) {
+    let text = String::from_utf8_lossy(head).into_owned();
+    let mut lines = text.split("\r\n");
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let method = request_line.next().unwrap_or_default().to_string();
+    let target = request_line.next().unwrap_or_default().to_string();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_string(), value.trim().to_string()))
+        .collect();
+    (method, target, headers)
 }

@@ -4,7 +4,8 @@
 //! response itself, chunk by chunk, from its own thread, so it decides when each byte
 //! leaves the upstream: "line 2 is written only after line 1 was read through the gateway"
 //! is then an order of statements in the test, not a sleep. Request bodies are not read.
-//! Included by test files with `#[path = "support/stream_upstream.rs"] mod stream_upstream;`.
+//! It shares `raw_upstream.rs`'s head reader, so a test file includes both. Included by
+//! test files with `#[path = "support/stream_upstream.rs"] mod stream_upstream;`.
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
@@ -98,15 +99,7 @@ impl Exchange {
             }
             head.push(byte[0]);
         }
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let mut lines = text.split("\r\n");
-        let mut request_line = lines.next().unwrap_or_default().split(' ');
-        let method = request_line.next().unwrap_or_default().to_string();
-        let target = request_line.next().unwrap_or_default().to_string();
-        let headers = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.to_string(), value.trim().to_string()))
-            .collect();
+        let (method, target, headers) = crate::raw_upstream::head_parts(&head);
         Ok(Exchange {
             method,
             target,
