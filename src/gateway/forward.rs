@@ -103,10 +103,12 @@ pub fn forward_fields(incoming: &Fields, client: &ClientSide) -> Fields {
     fields
 }
 
-/// Sends the allowed `request` to Kapacitor at `target` and returns its answer, streaming.
+/// Sends the allowed `request` (its `method`, a copy the caller holds while the body is
+/// read) to Kapacitor at `target` and returns its answer, streaming.
 pub fn forward<'u>(
     upstream: &'u Upstream,
     request: &mut Request<'_>,
+    method: &str,
     target: &str,
 ) -> Result<Response<'u>, ForwardError> {
     let client = ClientSide {
@@ -115,7 +117,6 @@ pub fn forward<'u>(
         secure: request.secure,
     };
     let fields = forward_fields(&request.head.fields, &client);
-    let method = request.head.method.clone();
     let framing = request.framing();
     let mut body = request.body();
     let outgoing = match framing {
@@ -123,15 +124,14 @@ pub fn forward<'u>(
         RequestBody::Length(length) => Outgoing::Length(length, &mut body),
         RequestBody::Chunked => Outgoing::Chunked(&mut body),
     };
-    let answer =
-        upstream
-            .send(&method, target, &fields, outgoing)
-            .map_err(|error| match error {
-                UpstreamError::Unreachable(reason) => ForwardError::Unreachable(reason),
-                UpstreamError::Timeout => ForwardError::Timeout,
-                UpstreamError::Broken(reason) => ForwardError::Broken(reason),
-                UpstreamError::ClientBody(error) => ForwardError::ClientBody(error.to_string()),
-            })?;
+    let answer = upstream
+        .send(method, target, &fields, outgoing)
+        .map_err(|error| match error {
+            UpstreamError::Unreachable(reason) => ForwardError::Unreachable(reason),
+            UpstreamError::Timeout => ForwardError::Timeout,
+            UpstreamError::Broken(reason) => ForwardError::Broken(reason),
+            UpstreamError::ClientBody(error) => ForwardError::ClientBody(error.to_string()),
+        })?;
     Ok(Response {
         status: answer.status,
         reason: answer.reason,

@@ -49,7 +49,9 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
         user: "-".to_string(),
         reason: None,
     };
+    // Owned copies: the request's body is read, mutably, while these are still in use.
     let target = request.head.target.clone();
+    let method = request.head.method.clone();
     let split = split_target(&target);
     let (raw_path, raw_query) = match &split {
         Ok((path, query)) => (*path, *query),
@@ -61,7 +63,7 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
         Verdict::Answer(reply) => reply_response(reply, &id),
         Verdict::Forward => {
             let forward_target = forward::forward_target(raw_path, raw_query);
-            match forward::forward(&gateway.upstream, &mut request, &forward_target) {
+            match forward::forward(&gateway.upstream, &mut request, &method, &forward_target) {
                 Ok(response) => response,
                 Err(error) => {
                     let (reason, reply) = forward_failure(gateway.upstream.name(), error);
@@ -71,7 +73,6 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
             }
         }
     };
-    let method = request.head.method.clone();
     let remote = request.remote;
     let delivered = request.respond(response);
     if let Some(error) = delivered.error() {
