@@ -70,6 +70,11 @@ pub fn parse_credentials(
             return Ok(Credentials::Bearer(Token::new(token.to_owned())));
         }
         if let Some((username, password)) = basic_auth(header) {
+            // Only the Basic username is Kapacitor's subscription user (SPEC §1); in the
+            // query, `~subscriber` is an ordinary name that meta looks up.
+            if username == SUBSCRIPTION_USERNAME {
+                return Err(CredentialsError::SubscriptionToken);
+            }
             return password_credentials(username, password);
         }
     }
@@ -103,9 +108,6 @@ fn password_credentials(
 ) -> Result<Credentials, CredentialsError> {
     if username.is_empty() {
         return Err(CredentialsError::UsernameRequired);
-    }
-    if username == SUBSCRIPTION_USERNAME {
-        return Err(CredentialsError::SubscriptionToken);
     }
     Ok(Credentials::Password { username, password })
 }
@@ -294,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn the_subscription_user_is_refused_from_every_source() {
+    fn only_the_basic_username_is_the_subscription_user() {
         // base64("~subscriber:token").
         check(
             Some("Basic fnN1YnNjcmliZXI6dG9rZW4="),
@@ -304,12 +306,12 @@ mod tests {
         check(
             None,
             Some("u=~subscriber&p=token"),
-            Error(SubscriptionToken),
+            Pw("~subscriber", "token"),
         );
         check(
             None,
             Some("u=%7Esubscriber&p=token"),
-            Error(SubscriptionToken),
+            Pw("~subscriber", "token"),
         );
         check(
             None,
