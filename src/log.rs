@@ -1,7 +1,8 @@
 //! The only place kapauth writes log lines: one access line per request and operator
 //! messages, in Kapacitor's logfmt style (`ts=… lvl=info msg=… key=value`), on stderr.
 //! Callers pass outcomes, never secrets: no field here ever holds a password, hash, token
-//! or key, and every value is escaped so a client cannot forge a line.
+//! or key, and every value is escaped so a client cannot forge a line, reorder what a
+//! terminal shows (bidi controls) or make one line huge (values are capped at 1 KiB).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -67,32 +68,69 @@ pub fn error(msg: &str) -> Line {
     Line::new(Level::Error, msg)
 }
 
+/// The most bytes of one value a line holds; the rest is counted, not written.
+pub const MAX_VALUE: usize = 1024;
+
 /// A logfmt value: bare when it is a simple token, otherwise quoted with `"` and `\`
-/// escaped and control characters written as escapes.
+/// escaped and control, format and separator characters written as escapes. A value over
+/// `MAX_VALUE` bytes is cut at a character boundary and marked with what was left out.
 fn push_value(out: &mut String, value: &str) {
-    let bare = !value.is_empty()
-        && value
+    let mut kept = value.len().min(MAX_VALUE);
+    while !value.is_char_boundary(kept) {
+        kept -= 1;
+    }
+    let (shown, cut) = value.split_at(kept);
+    let bare = !shown.is_empty()
+        && cut.is_empty()
+        && shown
             .chars()
             .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
     if bare {
-        out.push_str(value);
+        out.push_str(shown);
         return;
     }
     out.push('"');
-    for c in value.chars() {
+    for c in shown.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            c if c.is_control() || is_invisible(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
         }
     }
+    if !cut.is_empty() {
+        let _ = write!(out, "...({} more bytes)", cut.len());
+    }
     out.push('"');
+}
+
+/// Characters that are not control characters but still change what a reader sees: the
+/// Unicode format characters (bidi embeddings, overrides and isolates such as U+202E,
+/// zero-width characters, the byte-order mark, tags) and the line and paragraph
+/// separators U+2028 and U+2029, which some viewers break lines at.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 /// `2026-11-24T09:37:18.123Z`, computed from the Unix time with the civil-from-days
@@ -148,6 +186,30 @@ mod tests {
         check_value("back\\slash", "\"back\\\\slash\"");
         check_value("bell\u{7}", "\"bell\\u{7}\"");
         check_value("é", "\"é\"");
+        check_value("a\u{202e}b", "\"a\\u{202e}b\"");
+        check_value("a\u{2028}b\u{2029}", "\"a\\u{2028}b\\u{2029}\"");
+        check_value(
+            "\u{feff}\u{200b}\u{2066}x",
+            "\"\\u{feff}\\u{200b}\\u{2066}x\"",
+        );
+        check_value("\u{85}", "\"\\u{85}\"");
+        check_value("\u{e0041}", "\"\\u{e0041}\"");
+    }
+
+    #[test]
+    fn long_values_are_cut_at_a_character_boundary_and_marked() {
+        let long = "a".repeat(MAX_VALUE + 10);
+        check_value(
+            &long,
+            &format!("\"{}...(10 more bytes)\"", "a".repeat(MAX_VALUE)),
+        );
+        check_value(&"a".repeat(MAX_VALUE), &"a".repeat(MAX_VALUE));
+        // A two-byte character straddling the cap is left out whole.
+        let straddling = format!("{}é", "a".repeat(MAX_VALUE - 1));
+        check_value(
+            &straddling,
+            &format!("\"{}...(2 more bytes)\"", "a".repeat(MAX_VALUE - 1)),
+        );
     }
 
     #[test]
