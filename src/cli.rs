@@ -105,7 +105,7 @@ pub fn main() -> i32 {
             0
         }
         Command::CheckConfig(options) => match load(&options) {
-            Ok((effective, config)) => match crate::http::tls::check(&config) {
+            Ok((effective, config)) => match crate::tls::check(&config) {
                 Ok(()) => {
                     print!("{}", effective.render());
                     0

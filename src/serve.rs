@@ -8,7 +8,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::config::Config;
 use crate::gateway::authenticate::meta_client::MetaClient;
-use crate::gateway::authenticate::{Authenticator, MetaSource, MetaUser, Unavailable};
+use crate::gateway::authenticate::throttle::Budget;
+use crate::gateway::authenticate::{Authenticator, MetaSource, MetaUser, Settings, Unavailable};
 use crate::gateway::handle::{self, Gateway, RequestIds};
 use crate::gateway::respond;
 use crate::http::client::Upstream;
@@ -42,28 +43,55 @@ fn start(config: &Config) -> Result<(), String> {
         .and_then(|()| random.fill(&mut prefix))
         .map_err(|_| "the operating system's random source failed".to_string())?;
 
-    let source: Arc<dyn MetaSource> = if config.auth.meta_addr.is_empty() {
+    let auth = &config.auth;
+    let (source, embedded): (Arc<dyn MetaSource>, _) = if auth.meta_addr.is_empty() {
         let meta_server = Arc::new(MetaServer::open(&config.meta).map_err(|e| e.to_string())?);
         if meta_server.snapshot().users.is_empty() {
             log::warn("the embedded meta store has no users: the first unauthenticated create on the meta API becomes an administrator; create it now")
                 .emit();
         }
         meta_server.spawn_api(config)?;
-        Arc::new(Embedded(meta_server))
+        (
+            Arc::new(Embedded(Arc::clone(&meta_server))),
+            Some(meta_server),
+        )
     } else {
-        Arc::new(MetaClient::new(&config.auth).map_err(|e| e.to_string())?)
+        let client = MetaClient::new(auth).map_err(|e| e.to_string())?;
+        (Arc::new(client), None)
     };
+    log_sources(config);
 
     let authenticator = if config.auth_on() {
-        Some(Authenticator::new(
+        let settings = Settings {
+            cache_expiration: auth.cache_expiration,
+            negative_cache_expiration: auth.negative_cache_expiration,
+            meta_timeout: auth.meta_timeout,
+            meta_max_lookups: auth.meta_max_lookups,
+            resolve_roles: auth.resolve_roles,
+            bcrypt_cost: auth.bcrypt_cost,
+            // The embedded store hashes at [meta] bcrypt-cost; an external meta's cost is
+            // learnt from its first user.
+            expected_meta_cost: match embedded {
+                Some(_) => config.meta.bcrypt_cost,
+                None => auth.bcrypt_cost,
+            },
+            throttle: auth.failed_logins.map(|failed| Budget {
+                burst: failed.burst,
+                interval: failed.interval,
+            }),
+        };
+        let authenticator = Authenticator::new(
             source,
-            config.auth.cache_expiration,
-            config.auth.meta_timeout,
+            &settings,
             Secret::new(config.http.shared_secret.expose().as_bytes()),
-            config.auth.resolve_roles,
-            config.auth.bcrypt_cost,
             &key,
-        ))
+        );
+        // In-process, a change to a user or role reaches the cache at once; an external
+        // meta's changes wait for cache-expiration, as in Kapacitor.
+        if let Some(meta_server) = &embedded {
+            meta_server.watch(Box::new(authenticator.forgetter()))?;
+        }
+        Some(authenticator)
     } else {
         log::warn("authentication is OFF ([http] auth-enabled or [auth] enabled is false): every request is forwarded unchecked")
             .emit();
@@ -96,6 +124,33 @@ fn start(config: &Config) -> Result<(), String> {
     let handler = move |request: Request<'_>| handle::handle(&gateway, request);
     http::server::serve(listener, "gateway", limits, Arc::new(handler));
     Ok(())
+}
+
+/// One line naming where users come from (address, scheme, kind of credentials, never a
+/// secret) and where allowed requests go.
+fn log_sources(config: &Config) {
+    let auth = &config.auth;
+    let line = log::info("sources").field("upstream", &config.gateway.upstream);
+    let line = if auth.meta_addr.is_empty() {
+        line.field("meta", "embedded")
+            .field("meta-dir", config.meta.dir.display())
+    } else {
+        let scheme = if auth.meta_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let credentials = if !auth.meta_internal_shared_secret.expose().is_empty() {
+            "internal-shared-secret".to_string()
+        } else if !auth.meta_username.is_empty() {
+            format!("basic:{}", auth.meta_username)
+        } else {
+            "none".to_string()
+        };
+        line.field("meta", format!("{scheme}://{}", auth.meta_addr))
+            .field("meta-credentials", credentials)
+    };
+    line.emit();
 }
 
 /// The embedded meta store as a `MetaSource`: a snapshot read, no HTTP.

@@ -109,6 +109,7 @@ fn check_config_layers_environment_and_flags_and_redacts_secrets() {
         ],
         &[
             ("KAPACITOR_AUTH_META_ADDR", "meta1:8091"),
+            ("KAPACITOR_AUTH_META_USERNAME", "kapauth"),
             ("KAPACITOR_AUTH_META_PASSWORD", "s3cr3t-meta"),
             ("KAPACITOR_HTTP_SHARED_SECRET", "s3cr3t-jwt"),
         ],

@@ -68,6 +68,18 @@ pub struct Auth {
     pub meta_tls: Option<MetaTls>,
     pub meta_timeout: Duration,
     pub resolve_roles: bool,
+    /// How long a name meta does not know is remembered (zero: not at all).
+    pub negative_cache_expiration: Duration,
+    pub meta_max_lookups: usize,
+    /// `None` when `login-throttling` is off.
+    pub failed_logins: Option<FailedLogins>,
+}
+
+/// The failed-login budget of one username at one client address (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedLogins {
+    pub burst: u32,
+    pub interval: Duration,
 }
 
 /// TLS towards the meta API, present when `meta-use-tls` is true.
@@ -297,6 +309,24 @@ pub const KEYS: &[KeySpec] = &[
     spec("auth", "meta-insecure-skip-verify", Kind::Bool, "false"),
     spec("auth", "meta-timeout", Kind::Duration, "10s"),
     spec("auth", "resolve-roles", Kind::Bool, "true"),
+    spec("auth", "negative-cache-expiration", Kind::Duration, "10s"),
+    spec(
+        "auth",
+        "meta-max-lookups",
+        Kind::Int { min: 1, max: 4096 },
+        "16",
+    ),
+    spec("auth", "login-throttling", Kind::Bool, "true"),
+    spec(
+        "auth",
+        "failed-login-burst",
+        Kind::Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        "10",
+    ),
+    spec("auth", "failed-login-interval", Kind::Duration, "1s"),
     spec("gateway", "upstream", Kind::Text, "http://127.0.0.1:9093"),
     spec(
         "gateway",
@@ -403,12 +433,22 @@ impl Effective {
                 cache_expiration: self.duration("auth", "cache-expiration"),
                 bcrypt_cost: self.cost("auth", "bcrypt-cost"),
                 meta_addr: self.meta_addr()?,
-                meta_username: self.text("auth", "meta-username").to_string(),
+                meta_username: self.meta_username()?,
                 meta_password: self.secret("auth", "meta-password"),
                 meta_internal_shared_secret: self.secret("auth", "meta-internal-shared-secret"),
                 meta_tls,
                 meta_timeout: self.positive_duration("auth", "meta-timeout")?,
                 resolve_roles: self.bool("auth", "resolve-roles"),
+                negative_cache_expiration: self.duration("auth", "negative-cache-expiration"),
+                meta_max_lookups: self.int("auth", "meta-max-lookups") as usize,
+                failed_logins: if self.bool("auth", "login-throttling") {
+                    Some(FailedLogins {
+                        burst: self.int("auth", "failed-login-burst") as u32,
+                        interval: self.positive_duration("auth", "failed-login-interval")?,
+                    })
+                } else {
+                    None
+                },
             },
             gateway: Gateway {
                 upstream: self.upstream()?,
@@ -553,6 +593,26 @@ impl Effective {
             "is not host:port; write e.g. \"172.17.0.2:8091\", or leave it empty for the embedded meta store"
         };
         Err(self.invalid("auth", "meta-addr", problem))
+    }
+
+    /// `meta-username`, which needs `meta-password`, and the other way round: half a pair of
+    /// credentials would make every lookup fail at meta.
+    fn meta_username(&self) -> Result<String, ConfigError> {
+        let username = self.text("auth", "meta-username");
+        let password_set = !self.secret("auth", "meta-password").expose().is_empty();
+        match (username.is_empty(), password_set) {
+            (false, false) => Err(self.invalid(
+                "auth",
+                "meta-username",
+                "is set but meta-password is empty; set both (meta's Basic credentials), or neither",
+            )),
+            (true, true) => Err(self.invalid(
+                "auth",
+                "meta-password",
+                "is set but meta-username is empty; set both (meta's Basic credentials), or neither",
+            )),
+            _ => Ok(username.to_string()),
+        }
     }
 
     fn client_identity(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
@@ -817,6 +877,53 @@ mod tests {
         assert_eq!(config.gateway.upstream_timeout, Duration::from_secs(60));
         assert_eq!(config.meta.bind_address, "127.0.0.1:8091");
         assert_eq!(config.meta.bcrypt_cost, 10);
+    }
+
+    #[test]
+    fn half_a_pair_of_meta_credentials_is_an_error() {
+        let s = text_setting;
+        check_error(
+            &[s("auth", "meta-username", "kapauth")],
+            "[auth] meta-username = \"kapauth\" (from TEST_VAR) is set but meta-password is empty; set both (meta's Basic credentials), or neither",
+        );
+        check_error(
+            &[s("auth", "meta-password", "secret")],
+            "[auth] meta-password = \"<redacted>\" (from TEST_VAR) is set but meta-username is empty; set both (meta's Basic credentials), or neither",
+        );
+        let both = build(&[
+            s("auth", "meta-username", "kapauth"),
+            s("auth", "meta-password", "secret"),
+        ])
+        .unwrap();
+        assert_eq!(both.auth.meta_username, "kapauth");
+    }
+
+    #[test]
+    fn meta_load_and_throttling_keys_default_as_the_spec_says_and_turn_off() {
+        let s = text_setting;
+        let config = build(&[]).unwrap();
+        assert_eq!(
+            config.auth.negative_cache_expiration,
+            Duration::from_secs(10)
+        );
+        assert_eq!(config.auth.meta_max_lookups, 16);
+        assert_eq!(
+            config.auth.failed_logins,
+            Some(FailedLogins {
+                burst: 10,
+                interval: Duration::from_secs(1)
+            })
+        );
+        let off = build(&[s("auth", "login-throttling", "false")]).unwrap();
+        assert_eq!(off.auth.failed_logins, None);
+        check_error(
+            &[s("auth", "failed-login-interval", "0s")],
+            "[auth] failed-login-interval = \"0s\" (from TEST_VAR) must be longer than zero; write e.g. \"10s\"",
+        );
+        check_error(
+            &[s("auth", "meta-max-lookups", "0")],
+            "[auth] meta-max-lookups = \"0\" (from TEST_VAR) is out of range; write a whole number from 1 to 4096",
+        );
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! next line here. Writes the access line at the end, naming the outcome and never a
 //! credential.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::gateway::authenticate::{AuthError, Authenticator};
 use crate::gateway::authorize::{self, Decision, Denial};
-use crate::gateway::credentials::parse_credentials;
+use crate::gateway::credentials::{Credentials, parse_credentials};
 use crate::gateway::forward::{self, ForwardError};
 use crate::gateway::request_path::{NonCanonical, canonical_path, split_target};
 use crate::gateway::respond::{self, Reply};
@@ -59,7 +60,13 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
         // password must not carry it into the access line.
         Err(_) => (target.split(['?', '#']).next().unwrap_or_default(), None),
     };
-    let response = match decide(gateway, &request.head, split, &mut story) {
+    let response = match decide(
+        gateway,
+        &request.head,
+        request.remote.ip(),
+        split,
+        &mut story,
+    ) {
         Verdict::Answer(reply) => reply_response(reply, &id),
         Verdict::Forward => {
             let forward_target = forward::forward_target(raw_path, raw_query);
@@ -95,6 +102,7 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
 fn decide(
     gateway: &Gateway,
     head: &RequestHead,
+    remote: IpAddr,
     split: Result<(&str, Option<&str>), NonCanonical>,
     story: &mut Story,
 ) -> Verdict {
@@ -132,13 +140,14 @@ fn decide(
         // warns about at every start: every request is forwarded unchecked.
         return Verdict::Forward;
     };
-    authenticate_and_authorize(authenticator, head, &path, raw_query, story)
+    authenticate_and_authorize(authenticator, head, remote, &path, raw_query, story)
 }
 
 /// SPEC §1–§5 for a request that needs credentials.
 fn authenticate_and_authorize(
     authenticator: &Authenticator,
     head: &RequestHead,
+    remote: IpAddr,
     path: &str,
     raw_query: Option<&str>,
     story: &mut Story,
@@ -151,11 +160,22 @@ fn authenticate_and_authorize(
             return Verdict::Answer(respond::unauthorized(&error.to_string()));
         }
     };
-    let record = match authenticator.authenticate(&credentials, unix_now()) {
+    // The name a client tried is logged, escaped and capped by log.rs, so failures show
+    // whom they were aimed at; never the password.
+    if let Credentials::Password { username, .. } = &credentials {
+        story.user = username.clone();
+    }
+    // Failed-login budgets count per client as the connection caps do (an IPv6 /64).
+    let client = crate::http::client_key(remote);
+    let record = match authenticator.authenticate(&credentials, client, unix_now()) {
         Ok(record) => record,
-        Err(AuthError::Unavailable) => {
-            story.reason = Some("meta unavailable".to_string());
+        Err(AuthError::Unavailable(reason)) => {
+            story.reason = Some(format!("meta unavailable: {reason}"));
             return Verdict::Answer(respond::authentication_unavailable());
+        }
+        Err(AuthError::Throttled { retry_after }) => {
+            story.reason = Some("too many failed logins".to_string());
+            return Verdict::Answer(respond::too_many_failed_logins(retry_after));
         }
         Err(error) => {
             story.reason = Some(error.to_string());

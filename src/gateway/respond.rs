@@ -68,6 +68,17 @@ pub fn authentication_unavailable() -> Reply {
     reply
 }
 
+/// 429 when a client address has spent its failed-login budget for a username or in all
+/// (SPEC §11, kapauth); `Retry-After` in whole seconds, at least one.
+pub fn too_many_failed_logins(retry_after: std::time::Duration) -> Reply {
+    let mut reply = json_error(429, "too many failed logins; retry later");
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    reply
+        .headers
+        .push(("Retry-After", seconds.max(1).to_string()));
+    reply
+}
+
 /// What a request beyond `max-concurrent-requests` is told, in a 503 the HTTP core writes.
 pub const OVERLOADED: &str = "kapauth is at max-concurrent-requests; retry shortly";
 
@@ -246,6 +257,21 @@ mod tests {
             r#"{"error":"authentication service unavailable"}"#,
         );
         assert!(reply.headers.iter().any(|(name, _)| *name == "Retry-After"));
+        for (wait, seconds) in [(0, "1"), (100, "1"), (1000, "1"), (1001, "2"), (2500, "3")] {
+            let reply = too_many_failed_logins(std::time::Duration::from_millis(wait));
+            check(
+                reply.clone(),
+                429,
+                r#"{"error":"too many failed logins; retry later"}"#,
+            );
+            assert!(
+                reply
+                    .headers
+                    .contains(&("Retry-After", seconds.to_string())),
+                "{wait} ms: {:?}",
+                reply.headers
+            );
+        }
         check(
             non_canonical_path(),
             400,

@@ -13,7 +13,9 @@ pub mod tls;
 mod wire;
 
 pub use head::{Fields, RequestBody, RequestHead, Version};
-pub use server::{Body, Delivered, Handler, Limits, Listener, Request, Response, Source};
+pub use server::{
+    Body, Delivered, Handler, Limits, Listener, Request, Response, Source, client_key,
+};
 
 /// `Content-Type` of every JSON error the core and the gateway write (SPEC §6).
 pub const JSON: &str = "application/json; charset=utf-8";

@@ -482,7 +482,7 @@ fn refuse(shared: &Shared, stream: TcpStream, remote: SocketAddr, message: &str)
 
 /// The address a client's caps count under: its IPv4 address, or the /64 of its IPv6
 /// address, since one IPv6 host commonly holds a whole /64 (kapauth).
-fn client_key(ip: IpAddr) -> IpAddr {
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {

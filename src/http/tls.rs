@@ -150,11 +150,14 @@ pub fn upstream_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError>
     Ok(Arc::new(config))
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(key, path)?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -173,7 +176,7 @@ fn certificates(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, 
     Ok(chain)
 }
 
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn read(key: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|error| TlsError {
         key: key.to_string(),
         path: path.to_path_buf(),
@@ -181,7 +184,7 @@ fn read(key: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn internal(key: &str, path: &Path, error: rustls::Error) -> TlsError {
+pub(crate) fn internal(key: &str, path: &Path, error: rustls::Error) -> TlsError {
     TlsError {
         key: key.to_string(),
         path: path.to_path_buf(),

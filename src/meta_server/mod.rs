@@ -10,8 +10,9 @@ pub mod disk;
 pub mod routes;
 pub mod store;
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::config::{self, Config};
 use crate::http::{self, Limits, Request};
@@ -32,7 +33,13 @@ pub struct MetaServer {
     internal_secret: Secret,
     /// A hash of a random password at the store's cost, checked for unknown users.
     decoy_hash: String,
+    /// Told the users each change affects, after the change is published; `serve` uses it
+    /// to drop their cache entries at once (SPEC §4, kapauth).
+    on_change: OnceLock<Watcher>,
 }
+
+/// What the store tells of each change: the users it affected.
+pub type Watcher = Box<dyn Fn(&BTreeSet<String>) + Send + Sync>;
 
 /// A mutation that was not made.
 #[derive(Debug)]
@@ -71,7 +78,16 @@ impl MetaServer {
             disk: Mutex::new(disk),
             bcrypt_cost: meta.bcrypt_cost,
             internal_secret: Secret::new(meta.internal_shared_secret.expose().as_bytes()),
+            on_change: OnceLock::new(),
         })
+    }
+
+    /// Calls `watcher` with the users each later change affects, after readers can see the
+    /// change. One watcher per store; a second call is refused.
+    pub fn watch(&self, watcher: Watcher) -> Result<(), String> {
+        self.on_change
+            .set(watcher)
+            .map_err(|_| "the meta store already has a watcher".to_string())
     }
 
     /// The current state; later changes never alter a snapshot already taken.
@@ -92,15 +108,18 @@ impl MetaServer {
             .disk
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let next = self
-            .snapshot()
-            .apply(mutation)
-            .map_err(MutateError::Store)?;
+        let before = self.snapshot();
+        let next = before.apply(mutation).map_err(MutateError::Store)?;
         disk.save(&next).map_err(MutateError::Disk)?;
+        let affected = before.affected_users(&next);
         *self
             .current
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+        // Still under the disk lock, so watchers hear of changes in the order they were made.
+        if let Some(watcher) = self.on_change.get() {
+            watcher(&affected);
+        }
         Ok(())
     }
 

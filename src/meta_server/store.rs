@@ -230,6 +230,28 @@ impl State {
         Ok(next)
     }
 
+    /// The users whose password or grants may differ between `self` and `after`: each
+    /// user added, removed or changed, and every user a changed role lists before or after
+    /// the change. A name no user holds is included too, so a remembered "unknown user"
+    /// of that name is dropped when it is created.
+    pub fn affected_users(&self, after: &State) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for name in self.users.keys().chain(after.users.keys()) {
+            if self.users.get(name) != after.users.get(name) {
+                names.insert(name.clone());
+            }
+        }
+        for name in self.roles.keys().chain(after.roles.keys()) {
+            let (before, now) = (self.roles.get(name), after.roles.get(name));
+            if before != now {
+                for role in before.into_iter().chain(now) {
+                    names.extend(role.users.iter().cloned());
+                }
+            }
+        }
+        names
+    }
+
     /// Whether `user` holds `permission` on `resource` or on `""`, directly or through a
     /// role; `NoPermissions` is held by every user (SPEC §8 `/authorized`).
     pub fn holds(&self, user: &str, permission: &str, resource: &str) -> bool {
@@ -395,6 +417,80 @@ mod tests {
         mutations
             .iter()
             .try_fold(State::default(), |state, m| state.apply(m))
+    }
+
+    #[test]
+    fn affected_users_are_those_whose_password_or_grants_may_change() {
+        let base = run(&[
+            create_user("alice"),
+            create_user("bob"),
+            create_user("carol"),
+            Mutation::CreateRole {
+                name: s("ops"),
+                permissions: grants(&[("", &["KapacitorAPI"])]),
+            },
+            Mutation::AddRoleUsers {
+                name: s("ops"),
+                users: vec![s("alice"), s("bob")],
+            },
+        ])
+        .unwrap();
+        let check = |mutation: Mutation, expected: &[&str]| {
+            let after = base.apply(&mutation).unwrap();
+            let names = base.affected_users(&after);
+            assert_eq!(
+                names.iter().map(String::as_str).collect::<Vec<_>>(),
+                expected,
+                "{mutation:?}"
+            );
+        };
+        check(create_user("dave"), &["dave"]);
+        check(Mutation::DeleteUser { name: s("carol") }, &["carol"]);
+        check(
+            Mutation::ChangePassword {
+                name: s("bob"),
+                hash: s("h2"),
+            },
+            &["bob"],
+        );
+        check(
+            Mutation::AddUserPermissions {
+                name: s("carol"),
+                permissions: grants(&[("", &["KapacitorAPI"])]),
+            },
+            &["carol"],
+        );
+        check(
+            Mutation::RemoveRolePermissions {
+                name: s("ops"),
+                permissions: grants(&[("", &["KapacitorAPI"])]),
+            },
+            &["alice", "bob"],
+        );
+        check(Mutation::DeleteRole { name: s("ops") }, &["alice", "bob"]);
+        check(
+            Mutation::RemoveRoleUsers {
+                name: s("ops"),
+                users: vec![s("bob")],
+            },
+            &["alice", "bob"],
+        );
+        check(
+            Mutation::AddRoleUsers {
+                name: s("ops"),
+                users: vec![s("carol")],
+            },
+            &["alice", "bob", "carol"],
+        );
+        check(
+            Mutation::CreateRole {
+                name: s("empty"),
+                permissions: Grants::new(),
+            },
+            &[],
+        );
+        // Re-adding a permission a user holds changes nothing.
+        assert!(base.affected_users(&base.clone()).is_empty());
     }
 
     fn create_user(name: &str) -> Mutation {

@@ -92,6 +92,15 @@ pub fn verify_bcrypt(password: &Password, hash: &str) -> Result<bool, MalformedH
     bcrypt::verify(password.as_str(), hash).map_err(|_| MalformedHash)
 }
 
+/// The cost of a well-formed bcrypt hash, or `None` for anything else (an LDAP user's
+/// empty hash, a malformed one).
+pub fn bcrypt_cost(hash: &str) -> Option<u32> {
+    if !is_well_formed_bcrypt(hash) {
+        return None;
+    }
+    hash.get(4..6)?.parse().ok()
+}
+
 /// Hashes `password` with bcrypt at `cost` and a fresh random salt, in the `$2a$` form
 /// InfluxDB Enterprise writes.
 ///
@@ -293,6 +302,15 @@ mod tests {
             hash_bcrypt(&password("pw"), 3),
             Err(HashError::CostOutOfRange(3))
         );
+    }
+
+    #[test]
+    fn the_cost_is_read_only_from_well_formed_hashes() {
+        let hash = hash_bcrypt_with_salt(&Password::new("pw".into()), 5, [1; 16]).unwrap();
+        assert_eq!(bcrypt_cost(&hash), Some(5));
+        assert_eq!(bcrypt_cost(""), None);
+        assert_eq!(bcrypt_cost("$2a$99$"), None);
+        assert_eq!(bcrypt_cost(&hash.replace("$05$", "$32$")), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The meta API over HTTP (SPEC §4): `GET /user?name=`, `GET /role` and `GET /authorized`
-//! with blocking ureq calls, the meta credentials (HS512 JWT or Basic), 307s followed by
-//! hand with the credentials, and retries with backoff until `meta-timeout`. Logs the
-//! reason of a failed lookup, never a credential.
+//! The meta API over HTTP (SPEC §4, §11): `GET /user?name=`, `GET /role` and
+//! `GET /authorized` with blocking ureq calls, the meta credentials (HS512 JWT or Basic),
+//! 307s followed by hand with the credentials, and retries with backoff until
+//! `meta-timeout` for what may pass (refused connections, 5xx, timeouts). What will not pass
+//! by waiting (meta refusing kapauth's credentials, a TLS failure) is reported at once with
+//! its reason. Logs the reason of a failed lookup, never a credential.
 
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,13 +13,14 @@ use ureq::http::StatusCode;
 
 use super::{MetaSource, MetaUser, Unavailable};
 use crate::config::Auth;
+use crate::http::tls::TlsError;
 use crate::log;
 use crate::meta_api::{ErrorDoc, RolesDoc, UsersDoc};
 use crate::query::encode_component;
 use crate::secret::basic_header;
 use crate::secret::jwt::{self, Secret};
 use crate::secret::password::Password;
-use crate::tls::{TlsError, meta_tls_config};
+use crate::tls::meta_tls_config;
 
 /// Redirects followed per request (SPEC §4).
 const MAX_REDIRECTS: usize = 5;
@@ -43,10 +46,29 @@ enum MetaCredentials {
     Jwt(Secret),
 }
 
-/// One attempt's result: done, or worth another try after a pause.
+/// One attempt's result: done, worth another try after a pause, or a failure that waiting
+/// will not mend (a configuration problem on one side or the other).
 enum Attempt<T> {
     Done(T),
     Retry(String),
+    Fail(String),
+}
+
+/// Why one GET did not produce an answer to read.
+enum GetError {
+    /// Another try may succeed: a refused connection, a timeout, a broken answer.
+    Transient(String),
+    /// Another try will fail the same way: TLS.
+    Fatal(String),
+}
+
+impl<T> From<GetError> for Attempt<T> {
+    fn from(error: GetError) -> Attempt<T> {
+        match error {
+            GetError::Transient(reason) => Attempt::Retry(reason),
+            GetError::Fatal(reason) => Attempt::Fail(reason),
+        }
+    }
 }
 
 impl MetaClient {
@@ -99,18 +121,24 @@ impl MetaClient {
         let cap = self.timeout / 3;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let reason = match attempt(deadline) {
+            let (reason, retry) = match attempt(deadline) {
                 Attempt::Done(value) => return Ok(value),
-                Attempt::Retry(reason) => reason,
+                Attempt::Retry(reason) => (reason, true),
+                Attempt::Fail(reason) => (reason, false),
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            if !retry || remaining.is_zero() {
+                let reason = if retry {
+                    format!("meta-timeout ran out; last: {reason}")
+                } else {
+                    reason
+                };
                 log::warn("meta unavailable")
                     .field("request", what)
                     .field("meta", &self.base)
-                    .field("reason", reason)
+                    .field("reason", &reason)
                     .emit();
-                return Err(Unavailable);
+                return Err(Unavailable(reason));
             }
             thread::sleep(backoff.min(remaining));
             backoff = (backoff * 2).min(cap.max(FIRST_BACKOFF));
@@ -122,12 +150,14 @@ impl MetaClient {
         &self,
         path_and_query: &str,
         deadline: Instant,
-    ) -> Result<ureq::http::Response<ureq::Body>, String> {
+    ) -> Result<ureq::http::Response<ureq::Body>, GetError> {
         let mut url = format!("{}{path_and_query}", self.base);
         for _ in 0..=MAX_REDIRECTS {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err("meta-timeout ran out".to_string());
+                return Err(GetError::Transient(
+                    "no time left for another try".to_string(),
+                ));
             }
             let mut request = self.agent.get(&url).header("Accept", "application/json");
             match &self.credentials {
@@ -143,7 +173,7 @@ impl MetaClient {
                 .timeout_global(Some(remaining))
                 .build()
                 .call()
-                .map_err(|error| describe(&error))?;
+                .map_err(|error| classify(&error))?;
             if response.status() != StatusCode::TEMPORARY_REDIRECT {
                 return Ok(response);
             }
@@ -151,10 +181,36 @@ impl MetaClient {
                 .headers()
                 .get("Location")
                 .and_then(|value| value.to_str().ok())
-                .ok_or_else(|| "307 without a Location".to_string())?;
+                .ok_or_else(|| GetError::Transient("307 without a Location".to_string()))?;
             url = resolve(&url, location);
         }
-        Err(format!("more than {MAX_REDIRECTS} redirects"))
+        Err(GetError::Transient(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    /// What an answer that is not the meta API's means: 401/403 are meta refusing
+    /// kapauth's credentials and 400 a meta that does not read kapauth's requests, which no
+    /// retry mends; anything else may pass.
+    fn unexpected<T>(&self, request: &str, status: u16) -> Attempt<T> {
+        let credentials = match self.credentials {
+            MetaCredentials::None => {
+                "kapauth sends none: set [auth] meta-username and meta-password, or meta-internal-shared-secret"
+            }
+            MetaCredentials::Basic(_) => "check [auth] meta-username / meta-password",
+            MetaCredentials::Jwt(_) => {
+                "check [auth] meta-internal-shared-secret against meta's own"
+            }
+        };
+        match status {
+            401 | 403 => Attempt::Fail(format!(
+                "meta refused kapauth's credentials ({request} answered {status}): {credentials}"
+            )),
+            400 => Attempt::Fail(format!(
+                "meta answered {request} with 400: check that [auth] meta-addr is a meta node and that meta-use-tls matches whether it serves https"
+            )),
+            _ => Attempt::Retry(format!("{request} answered {status}")),
+        }
     }
 
     fn roles_of(
@@ -177,10 +233,8 @@ impl MetaClient {
                         Err(reason) => Attempt::Retry(reason),
                     }
                 }
-                Ok(response) => {
-                    Attempt::Retry(format!("GET /role answered {}", response.status().as_u16()))
-                }
-                Err(reason) => Attempt::Retry(reason),
+                Ok(response) => self.unexpected("GET /role", response.status().as_u16()),
+                Err(error) => error.into(),
             }
         })
     }
@@ -220,10 +274,8 @@ impl MetaSource for MetaClient {
                         Err(reason) => Attempt::Retry(reason),
                     }
                 }
-                Ok(response) => {
-                    Attempt::Retry(format!("GET /user answered {}", response.status().as_u16()))
-                }
-                Err(reason) => Attempt::Retry(reason),
+                Ok(response) => self.unexpected("GET /user", response.status().as_u16()),
+                Err(error) => error.into(),
             }
         })?;
         let Some(user) = user else {
@@ -250,9 +302,9 @@ impl MetaSource for MetaClient {
                 Ok(response) => match response.status().as_u16() {
                     200 => Attempt::Done(true),
                     401 | 403 | 404 => Attempt::Done(false),
-                    other => Attempt::Retry(format!("GET /authorized answered {other}")),
+                    other => self.unexpected("GET /authorized", other),
                 },
-                Err(reason) => Attempt::Retry(reason),
+                Err(error) => error.into(),
             },
         )
     }
@@ -283,20 +335,30 @@ fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|error| format!("the answer is not the expected JSON: {error}"))
 }
 
-/// A ureq error for the log, as a fixed text per kind: some ureq errors quote the URI, and
-/// the `/authorized` URI holds a password.
-fn describe(error: &ureq::Error) -> String {
+/// A ureq error for the log, as a fixed text per kind (some ureq errors quote the URI, and
+/// the `/authorized` URI holds a password), and whether another try may mend it. A TLS
+/// failure, however ureq carries it, names the problem and the key to check.
+fn classify(error: &ureq::Error) -> GetError {
+    use GetError::{Fatal, Transient};
     match error {
-        ureq::Error::Io(io) => format!("i/o error: {}", io.kind()),
-        ureq::Error::Timeout(timeout) => format!("timeout: {timeout:?}"),
-        ureq::Error::HostNotFound => "host not found".to_string(),
-        ureq::Error::ConnectionFailed => "connection failed".to_string(),
-        ureq::Error::Rustls(tls) => format!("tls: {tls}"),
-        ureq::Error::Tls(tls) => format!("tls: {tls}"),
-        ureq::Error::RequireHttpsOnly(_) => "redirected away from https".to_string(),
-        ureq::Error::Protocol(_) => "http protocol error".to_string(),
-        ureq::Error::BodyExceedsLimit(limit) => format!("answer larger than {limit} bytes"),
-        _ => "request failed".to_string(),
+        ureq::Error::Rustls(tls) => Fatal(crate::tls::meta_tls_problem(tls)),
+        ureq::Error::Io(io) => match io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => Fatal(crate::tls::meta_tls_problem(tls)),
+            None => Transient(format!("i/o error: {}", io.kind())),
+        },
+        ureq::Error::Tls(tls) => Fatal(format!("TLS to meta failed: {tls}")),
+        ureq::Error::Timeout(timeout) => Transient(format!("timeout: {timeout:?}")),
+        ureq::Error::HostNotFound => Transient("host not found".to_string()),
+        ureq::Error::ConnectionFailed => Transient("connection failed".to_string()),
+        ureq::Error::RequireHttpsOnly(_) => Fatal("meta redirected away from https".to_string()),
+        ureq::Error::Protocol(_) => Transient("http protocol error".to_string()),
+        ureq::Error::BodyExceedsLimit(limit) => {
+            Transient(format!("answer larger than {limit} bytes"))
+        }
+        _ => Transient("request failed".to_string()),
     }
 }
 

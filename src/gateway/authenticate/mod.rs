@@ -1,13 +1,19 @@
-//! Authentication (SPEC §1, §4, §5): from `Credentials` to the user's record and grants,
-//! through the cache, a `MetaSource` (the meta API over HTTP, or the embedded store),
-//! bcrypt or LDAP for passwords and the shared-secret JWT for tokens. Never stores or logs
+//! Authentication (SPEC §1, §4, §5, §11): from `Credentials` to the user's record and
+//! grants, through the cache, a `MetaSource` (the meta API over HTTP, or the embedded
+//! store), bcrypt or LDAP for passwords and the shared-secret JWT for tokens. Bounds what
+//! meta costs (unknown names remembered, at most `meta-max-lookups` lookups at once, a
+//! cached user never waits on meta), throttles failed logins, and spends the same bcrypt
+//! work on every failure, so timing does not tell which users exist. Never stores or logs
 //! a password: the cache keeps HMAC proofs.
 
 pub mod cache;
 pub mod meta_client;
+pub mod throttle;
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::gateway::authorize::Grants;
@@ -15,8 +21,9 @@ use crate::gateway::credentials::Credentials;
 use crate::log;
 use crate::meta_api::{RoleDoc, UserDoc};
 use crate::secret::jwt::{self, Secret, Token};
-use crate::secret::password::{Password, ProofKey, hash_bcrypt, verify_bcrypt};
+use crate::secret::password::{Password, ProofKey, bcrypt_cost, hash_bcrypt, verify_bcrypt};
 use cache::{Begin, Cache, Entry, Outcome, UserRecord};
+use throttle::{Budget, Throttle};
 
 /// Where users come from: the meta API, or the embedded store.
 pub trait MetaSource: Send + Sync {
@@ -35,128 +42,191 @@ pub struct MetaUser {
     pub roles: Vec<RoleDoc>,
 }
 
-/// Meta did not answer usefully within `meta-timeout`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unavailable;
+/// Meta did not answer usefully; the reason names what went wrong for the log, and never
+/// holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable(pub String);
 
 /// Why a request is not authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     /// Unknown user or wrong password: 401 `authorization failed`, never saying which.
     Failed,
-    /// Meta unavailable and no live cache entry: 503.
-    Unavailable,
+    /// Meta unavailable and no live cache entry: 503; the reason is for the log.
+    Unavailable(String),
     /// A bearer token was refused: 401 with this exact text (SPEC §5).
     Token(String),
+    /// Too many failed logins for this username or from this address: 429 (SPEC §11).
+    Throttled { retry_after: Duration },
 }
 
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AuthError::Failed => f.write_str("authorization failed"),
-            AuthError::Unavailable => f.write_str("authentication service unavailable"),
+            AuthError::Unavailable(reason) => {
+                write!(f, "authentication service unavailable: {reason}")
+            }
             AuthError::Token(message) => f.write_str(message),
+            AuthError::Throttled { .. } => f.write_str("too many failed logins"),
         }
     }
 }
 
+/// How authentication behaves; each field is a key of `[auth]` or `[http]` (SPEC §9, §11).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cache_expiration: Duration,
+    pub negative_cache_expiration: Duration,
+    pub meta_timeout: Duration,
+    pub meta_max_lookups: usize,
+    pub resolve_roles: bool,
+    /// Cost of the hashes kept for LDAP users.
+    pub bcrypt_cost: u32,
+    /// The cost meta's hashes are expected to have until one is seen: the decoy's cost.
+    pub expected_meta_cost: u32,
+    /// `None` when `[auth] login-throttling` is off.
+    pub throttle: Option<Budget>,
+}
+
 /// Authenticates requests for the gateway.
 pub struct Authenticator {
-    cache: Cache,
+    cache: Arc<Cache>,
     source: Arc<dyn MetaSource>,
     proof_key: ProofKey,
     shared_secret: Secret,
     resolve_roles: bool,
     /// Cost of the hashes kept for LDAP users.
     bcrypt_cost: u32,
-    /// A hash at `bcrypt_cost`, checked for unknown users (empty if hashing failed).
-    decoy_hash: String,
+    decoy: Decoy,
+    lookups: LookupSlots,
+    throttle: Option<Throttle>,
     /// How long a request waits for another request's lookup of the same user.
     wait_limit: Duration,
 }
+
+/// The longest a request waits for a free lookup before it is answered 503 (SPEC §11).
+pub const LOOKUP_WAIT: Duration = Duration::from_secs(1);
+
+/// The highest cost a decoy runs at, whatever meta serves: a meta serving cost-31 hashes
+/// must not make every unknown name cost hours of CPU.
+pub const MAX_DECOY_COST: u32 = 16;
 
 impl Authenticator {
     /// `proof_key_bytes` must be fresh random bytes for this process (SPEC §4).
     pub fn new(
         source: Arc<dyn MetaSource>,
-        cache_expiration: Duration,
-        meta_timeout: Duration,
+        settings: &Settings,
         shared_secret: Secret,
-        resolve_roles: bool,
-        bcrypt_cost: u32,
         proof_key_bytes: &[u8; 32],
     ) -> Authenticator {
         Authenticator {
-            cache: Cache::new(cache_expiration),
+            cache: Arc::new(Cache::new(
+                settings.cache_expiration,
+                settings.negative_cache_expiration,
+            )),
             source,
             proof_key: ProofKey::from_bytes(proof_key_bytes),
             shared_secret,
-            resolve_roles,
-            bcrypt_cost,
-            decoy_hash: hash_bcrypt(&Password::new("kapauth decoy".to_string()), bcrypt_cost)
-                .unwrap_or_default(),
+            resolve_roles: settings.resolve_roles,
+            bcrypt_cost: settings.bcrypt_cost,
+            decoy: Decoy::new(settings.expected_meta_cost),
+            lookups: LookupSlots::new(settings.meta_max_lookups),
+            throttle: settings.throttle.map(Throttle::new),
             // The leader's lookup is bounded by meta-timeout, an LDAP check by another, a
             // bcrypt run by its cost; the margin covers the latter.
-            wait_limit: meta_timeout * 2 + Duration::from_secs(5),
+            wait_limit: settings.meta_timeout * 2 + Duration::from_secs(5),
         }
     }
 
-    /// The record of the user the credentials prove, or why not.
+    /// The record of the user the credentials prove, or why not. `client` is the
+    /// request's address, for the failed-login budgets.
     pub fn authenticate(
         &self,
         credentials: &Credentials,
+        client: IpAddr,
         now_unix: i64,
     ) -> Result<Arc<UserRecord>, AuthError> {
         match credentials {
-            Credentials::Password { username, password } => self.with_password(username, password),
+            Credentials::Password { username, password } => {
+                self.with_password(username, password, client)
+            }
             Credentials::Bearer(token) => self.with_token(token, now_unix),
         }
     }
 
-    /// Users held by the cache, for tests and health.
+    /// Names held by the cache, for tests and health.
     pub fn cached_users(&self) -> usize {
         self.cache.len()
     }
 
-    fn with_password(&self, name: &str, password: &Password) -> Result<Arc<UserRecord>, AuthError> {
+    /// A function that drops what the cache holds for the users a change affected; the
+    /// embedded store calls it after each change (SPEC §4, kapauth).
+    pub fn forgetter(&self) -> impl Fn(&BTreeSet<String>) + Send + Sync + 'static {
+        let cache = Arc::clone(&self.cache);
+        move |names| cache.forget(names)
+    }
+
+    fn with_password(
+        &self,
+        name: &str,
+        password: &Password,
+        client: IpAddr,
+    ) -> Result<Arc<UserRecord>, AuthError> {
+        if let Some(throttle) = &self.throttle {
+            throttle
+                .check(name, client, Instant::now())
+                .map_err(|throttled| AuthError::Throttled {
+                    retry_after: throttled.retry_after,
+                })?;
+        }
+        let outcome = self.check_login(name, password);
+        if matches!(outcome, Err(AuthError::Failed))
+            && let Some(throttle) = &self.throttle
+        {
+            throttle.failed(name, client, Instant::now());
+        }
+        outcome
+    }
+
+    /// One password login. Every failure costs one bcrypt run at the cost of meta's hashes:
+    /// against the user's hash, or against the decoy for a name meta does not know.
+    fn check_login(&self, name: &str, password: &Password) -> Result<Arc<UserRecord>, AuthError> {
         // An empty password proves nothing, and an LDAP server may take it for an anonymous
         // bind that succeeds.
         if password.as_str().is_empty() {
+            self.decoy.spend(password);
             return Err(AuthError::Failed);
         }
-        let entry = match self.entry(name, Some(password)) {
+        let found = match self.entry(name, Some(password)) {
             Err(AuthError::Failed) => {
-                // The same bcrypt work as for a known user, so timing does not tell which
-                // names exist.
-                let _ = verify_bcrypt(password, &self.decoy_hash);
+                self.decoy.spend(password);
                 return Err(AuthError::Failed);
             }
             other => other?,
         };
-        let record = &entry.record;
-        if entry
+        let record = &found.entry.record;
+        match found.leader_checked {
+            // This request led the lookup and already checked its password.
+            Some(true) => return Ok(Arc::clone(record)),
+            Some(false) => return Err(AuthError::Failed),
+            None => {}
+        }
+        if found
+            .entry
             .verified
             .as_deref()
             .is_some_and(|proof| self.proof_key.matches(proof, name, password))
         {
             return Ok(Arc::clone(record));
         }
-        if entry
-            .rejected
-            .as_deref()
-            .is_some_and(|proof| self.proof_key.matches(proof, name, password))
-        {
-            return Err(AuthError::Failed);
-        }
         // Another password than the one the entry has seen: verify it against the cached
-        // hash (no meta call), and remember the result.
-        let valid = self.verify(record, password)?;
-        let proof = Some(self.proof_key.prove(name, password));
-        if valid {
-            self.cache.remember(record, proof, None);
+        // hash (no meta call), and remember it if it is right.
+        if self.check(&record.name, &record.hash, password)? {
+            self.cache
+                .remember(record, self.proof_key.prove(name, password));
             Ok(Arc::clone(record))
         } else {
-            self.cache.remember(record, None, proof);
             Err(AuthError::Failed)
         }
     }
@@ -167,40 +237,58 @@ impl Authenticator {
         let name = jwt::username_from_claims(&claims)
             .map_err(|error| AuthError::Token(error.to_string()))?;
         // A valid token names the user; no password is checked (SPEC §5).
-        Ok(self.entry(&name, None)?.record)
+        Ok(self.entry(&name, None)?.entry.record)
     }
 
     /// The cache entry for `name`: a live one, the outcome of another request's lookup, or
-    /// a lookup of this request's own. A leading password request verifies its password
-    /// before publishing, so identical concurrent requests share one bcrypt run.
-    fn entry(&self, name: &str, password: Option<&Password>) -> Result<Entry, AuthError> {
+    /// a lookup of this request's own, under a lookup slot. A leading password request
+    /// verifies its password before publishing, so identical concurrent requests share one
+    /// bcrypt run.
+    fn entry(&self, name: &str, password: Option<&Password>) -> Result<Found, AuthError> {
+        let mut leader_checked = None;
         let outcome = match self.cache.begin(name, Instant::now()) {
-            Begin::Hit(entry) => return Ok(entry),
+            Begin::Hit(entry) => Outcome::Found(entry),
+            Begin::Unknown => Outcome::Unknown,
             Begin::Wait(flight) => flight.wait(self.wait_limit),
             Begin::Lead(leader) => {
-                let outcome = self.look_up(name, password);
+                let outcome = match self.lookups.claim(LOOKUP_WAIT) {
+                    Some(_slot) => {
+                        let (outcome, checked) = self.look_up(name, password);
+                        leader_checked = checked;
+                        outcome
+                    }
+                    None => Outcome::Unavailable(format!(
+                        "meta-max-lookups ({}) lookups already in flight",
+                        self.lookups.max
+                    )),
+                };
                 leader.finish(outcome.clone(), Instant::now());
                 outcome
             }
         };
         match outcome {
-            Outcome::Found(entry) => Ok(entry),
+            Outcome::Found(entry) => Ok(Found {
+                entry,
+                leader_checked,
+            }),
             Outcome::Unknown => Err(AuthError::Failed),
-            Outcome::Unavailable => Err(AuthError::Unavailable),
+            Outcome::Unavailable(reason) => Err(AuthError::Unavailable(reason)),
         }
     }
 
-    fn look_up(&self, name: &str, password: Option<&Password>) -> Outcome {
+    /// Asks meta for `name`; with a password, also checks it (the second value says how).
+    fn look_up(&self, name: &str, password: Option<&Password>) -> (Outcome, Option<bool>) {
         let meta_user = match self.source.user(name) {
             Ok(Some(meta_user)) => meta_user,
-            Ok(None) => return Outcome::Unknown,
-            Err(Unavailable) => return Outcome::Unavailable,
+            Ok(None) => return (Outcome::Unknown, None),
+            Err(Unavailable(reason)) => return (Outcome::Unavailable(reason), None),
         };
         let grants = grants_of(&meta_user.user, &meta_user.roles, self.resolve_roles);
         let mut hash = meta_user.user.hash;
-        let (mut verified, mut rejected) = (None, None);
+        self.decoy.track(&hash);
+        let mut verified = None;
+        let mut checked = None;
         if let Some(password) = password {
-            let proof = Some(Arc::new(self.proof_key.prove(name, password)));
             match self.check(name, &hash, password) {
                 Ok(true) => {
                     if hash.is_empty() {
@@ -208,9 +296,10 @@ impl Authenticator {
                         // password for this entry is checked here, not at meta (SPEC §4).
                         hash = hash_bcrypt(password, self.bcrypt_cost).unwrap_or_default();
                     }
-                    verified = proof;
+                    verified = Some(Arc::new(self.proof_key.prove(name, password)));
+                    checked = Some(true);
                 }
-                Ok(false) => rejected = proof,
+                Ok(false) => checked = Some(false),
                 // The record is good to cache; the caller checks the password again.
                 Err(_) => {}
             }
@@ -221,16 +310,12 @@ impl Authenticator {
             grants,
         });
         let expires = self.cache.expiry(Instant::now());
-        Outcome::Found(Entry {
+        let entry = Entry {
             record,
             verified,
-            rejected,
             expires,
-        })
-    }
-
-    fn verify(&self, record: &UserRecord, password: &Password) -> Result<bool, AuthError> {
-        self.check(&record.name, &record.hash, password)
+        };
+        (Outcome::Found(entry), checked)
     }
 
     /// Checks `password`: bcrypt against a hash, meta's `/authorized` for an LDAP user
@@ -240,7 +325,7 @@ impl Authenticator {
             return self
                 .source
                 .check_password(name, password)
-                .map_err(|Unavailable| AuthError::Unavailable);
+                .map_err(|Unavailable(reason)| AuthError::Unavailable(reason));
         }
         match verify_bcrypt(password, hash) {
             Ok(valid) => Ok(valid),
@@ -248,9 +333,116 @@ impl Authenticator {
                 log::warn("meta returned a malformed password hash; login refused")
                     .field("user", name)
                     .emit();
+                self.decoy.spend(password);
                 Ok(false)
             }
         }
+    }
+}
+
+/// A cache entry, and whether this request, leading the lookup, already checked its
+/// password against it.
+struct Found {
+    entry: Entry,
+    leader_checked: Option<bool>,
+}
+
+/// A bcrypt hash nobody's password matches, at the cost of the hashes meta serves (the
+/// last one seen, at most `MAX_DECOY_COST`), checked for every failure that had no real
+/// hash to check: the same work as a wrong password for a known user (SPEC §11).
+struct Decoy {
+    hash: Mutex<(u32, Arc<str>)>,
+}
+
+impl Decoy {
+    fn new(cost: u32) -> Decoy {
+        let cost = cost.min(MAX_DECOY_COST);
+        Decoy {
+            hash: Mutex::new((cost, Arc::from(make_decoy(cost).as_str()))),
+        }
+    }
+
+    /// Notes the cost of a hash meta served; a new cost makes a new decoy, outside the lock.
+    fn track(&self, hash: &str) {
+        let Some(cost) = bcrypt_cost(hash).map(|cost| cost.min(MAX_DECOY_COST)) else {
+            return;
+        };
+        if self.current().0 == cost {
+            return;
+        }
+        let decoy = make_decoy(cost);
+        *self.lock() = (cost, Arc::from(decoy.as_str()));
+    }
+
+    /// Runs bcrypt against the decoy; the result is always a failure.
+    fn spend(&self, password: &Password) {
+        let (_, hash) = self.current();
+        let _ = verify_bcrypt(password, &hash);
+    }
+
+    fn current(&self) -> (u32, Arc<str>) {
+        let guard = self.lock();
+        (guard.0, Arc::clone(&guard.1))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u32, Arc<str>)> {
+        self.hash
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A decoy hash at `cost`; empty (and so no work) only if the random source failed, which
+/// kapauth's start has already checked.
+fn make_decoy(cost: u32) -> String {
+    hash_bcrypt(&Password::new("kapauth decoy".to_string()), cost).unwrap_or_default()
+}
+
+/// At most `max` meta lookups at once (SPEC §11); a claim waits a bounded time.
+struct LookupSlots {
+    max: usize,
+    in_use: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A claimed lookup slot, given back when dropped.
+struct LookupSlot<'a>(&'a LookupSlots);
+
+impl LookupSlots {
+    fn new(max: usize) -> LookupSlots {
+        LookupSlots {
+            max,
+            in_use: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn claim(&self, wait: Duration) -> Option<LookupSlot<'_>> {
+        let guard = self
+            .in_use
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (mut in_use, _) = self
+            .freed
+            .wait_timeout_while(guard, wait, |in_use| *in_use >= self.max)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *in_use >= self.max {
+            return None;
+        }
+        *in_use += 1;
+        Some(LookupSlot(self))
+    }
+}
+
+impl Drop for LookupSlot<'_> {
+    fn drop(&mut self) {
+        let mut in_use = self
+            .0
+            .in_use
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *in_use -= 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -331,7 +523,7 @@ mod tests {
         fn user(&self, name: &str) -> Result<Option<MetaUser>, Unavailable> {
             self.lookups.fetch_add(1, Ordering::SeqCst);
             if *self.down.lock().unwrap() {
-                return Err(Unavailable);
+                return Err(Unavailable("down".to_string()));
             }
             if name != "alice" {
                 return Ok(None);
@@ -364,27 +556,48 @@ mod tests {
         });
         let authenticator = Authenticator::new(
             source.clone(),
-            expiration,
-            Duration::from_secs(1),
+            &settings(expiration),
             Secret::new(Vec::new()),
-            true,
-            4,
             &[1; 32],
         );
         (source, authenticator)
     }
+
+    fn settings(expiration: Duration) -> Settings {
+        Settings {
+            cache_expiration: expiration,
+            negative_cache_expiration: Duration::from_secs(60),
+            meta_timeout: Duration::from_secs(1),
+            meta_max_lookups: 16,
+            resolve_roles: true,
+            bcrypt_cost: 4,
+            expected_meta_cost: 4,
+            throttle: None,
+        }
+    }
+
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     fn login(
         authenticator: &Authenticator,
         name: &str,
         password: &str,
     ) -> Result<String, AuthError> {
+        login_from(authenticator, name, password, HERE)
+    }
+
+    fn login_from(
+        authenticator: &Authenticator,
+        name: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<String, AuthError> {
         let credentials = Credentials::Password {
             username: name.to_string(),
             password: Password::new(password.to_string()),
         };
         authenticator
-            .authenticate(&credentials, 0)
+            .authenticate(&credentials, client, 0)
             .map(|record| record.name.clone())
     }
 
@@ -432,7 +645,7 @@ mod tests {
         );
         assert_eq!(
             login(&authenticator, "carol", "right"),
-            Err(AuthError::Unavailable)
+            Err(AuthError::Unavailable("down".to_string()))
         );
     }
 
@@ -478,5 +691,132 @@ mod tests {
         assert_eq!(login(&authenticator, "alice", ""), Err(AuthError::Failed));
         assert_eq!(source.lookups.load(Ordering::SeqCst), 0);
         assert_eq!(source.ldap_checks.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_unknown_name_costs_one_lookup_per_negative_interval() {
+        let (source, authenticator) = authenticator(Duration::from_secs(60));
+        for _ in 0..5 {
+            assert_eq!(login(&authenticator, "ghost", "x"), Err(AuthError::Failed));
+        }
+        assert_eq!(source.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_change_in_the_store_is_seen_on_the_next_request() {
+        let (source, authenticator) = authenticator(Duration::from_secs(60));
+        assert_eq!(
+            login(&authenticator, "alice", "right"),
+            Ok("alice".to_string())
+        );
+        assert_eq!(login(&authenticator, "ghost", "x"), Err(AuthError::Failed));
+        let forget = authenticator.forgetter();
+        forget(&["alice".to_string(), "ghost".to_string()].into());
+        *source.down.lock().unwrap() = true;
+        let unavailable = Err(AuthError::Unavailable("down".to_string()));
+        assert_eq!(login(&authenticator, "alice", "right"), unavailable);
+        assert_eq!(login(&authenticator, "ghost", "x"), unavailable);
+    }
+
+    #[test]
+    fn failed_logins_are_throttled_per_address_and_never_lock_out_another() {
+        let source = Arc::new(Counting {
+            hash: hash_bcrypt(&Password::new("right".into()), 4).unwrap(),
+            lookups: AtomicUsize::new(0),
+            ldap_checks: AtomicUsize::new(0),
+            down: Mutex::new(false),
+        });
+        let mut settings = settings(Duration::from_secs(60));
+        settings.throttle = Some(Budget {
+            burst: 3,
+            interval: Duration::from_secs(60),
+        });
+        let authenticator =
+            Authenticator::new(source, &settings, Secret::new(Vec::new()), &[1; 32]);
+        for _ in 0..3 {
+            assert_eq!(
+                login(&authenticator, "alice", "wrong"),
+                Err(AuthError::Failed)
+            );
+        }
+        // Past the budget even the right password is refused from here, unchecked...
+        assert!(matches!(
+            login(&authenticator, "alice", "right"),
+            Err(AuthError::Throttled { retry_after }) if retry_after > Duration::ZERO
+        ));
+        // ...but accepted from another address.
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(
+            login_from(&authenticator, "alice", "right", elsewhere),
+            Ok("alice".to_string())
+        );
+        // Successes spend nothing.
+        for _ in 0..10 {
+            assert!(login_from(&authenticator, "alice", "right", elsewhere).is_ok());
+        }
+    }
+
+    /// A meta source whose lookups wait until the test lets them go.
+    struct Stalled {
+        release: Mutex<bool>,
+        released: Condvar,
+        started: AtomicUsize,
+    }
+
+    impl MetaSource for Stalled {
+        fn user(&self, _: &str) -> Result<Option<MetaUser>, Unavailable> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            let guard = self.release.lock().unwrap();
+            let _guard = self.released.wait_while(guard, |go| !*go).unwrap();
+            Ok(None)
+        }
+
+        fn check_password(&self, _: &str, _: &Password) -> Result<bool, Unavailable> {
+            Ok(false)
+        }
+    }
+
+    #[test]
+    fn lookups_past_meta_max_lookups_are_unavailable_after_a_bounded_wait() {
+        let source = Arc::new(Stalled {
+            release: Mutex::new(false),
+            released: Condvar::new(),
+            started: AtomicUsize::new(0),
+        });
+        let mut settings = settings(Duration::from_secs(60));
+        settings.meta_max_lookups = 2;
+        let authenticator = Arc::new(Authenticator::new(
+            source.clone(),
+            &settings,
+            Secret::new(Vec::new()),
+            &[1; 32],
+        ));
+        let stalled: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                let authenticator = Arc::clone(&authenticator);
+                std::thread::spawn(move || login(&authenticator, name, "x"))
+            })
+            .collect();
+        while source.started.load(Ordering::SeqCst) < 2 {
+            std::thread::yield_now();
+        }
+        let started = Instant::now();
+        let third = login(&authenticator, "c", "x");
+        assert_eq!(
+            third,
+            Err(AuthError::Unavailable(
+                "meta-max-lookups (2) lookups already in flight".to_string()
+            ))
+        );
+        assert!(started.elapsed() >= LOOKUP_WAIT);
+        *source.release.lock().unwrap() = true;
+        source.released.notify_all();
+        for thread in stalled {
+            assert_eq!(thread.join().unwrap(), Err(AuthError::Failed));
+        }
+        // Slots are given back: a new name is looked up again.
+        assert_eq!(login(&authenticator, "d", "x"), Err(AuthError::Failed));
+        assert_eq!(source.started.load(Ordering::SeqCst), 3);
     }
 }
