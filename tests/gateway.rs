@@ -7,6 +7,8 @@
 
 #[path = "support/certs.rs"]
 mod certs;
+#[path = "support/raw_upstream.rs"]
+mod raw_upstream;
 mod support;
 #[path = "support/tls_proxy.rs"]
 mod tls_proxy;
@@ -15,7 +17,7 @@ mod upstream;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1012,6 +1014,17 @@ fn meta_that_requires_a_client_certificate_gets_meta_cert_and_meta_key() {
         .set("auth.meta-ca", &tls.pki.ca.cert_pem)
         .start();
     tls.assert_login(&without_certificate, 503);
+    assert_reason(
+        &without_certificate,
+        "meta refused kapauth's client certificate: check [auth] meta-cert and meta-key",
+    );
+}
+
+/// The access line of the gateway's last request gives `reason`.
+fn assert_reason(gateway: &Kapauth, reason: &str) {
+    let lines = gateway.wait_for_log_lines(1, |line| line.contains("msg=\"http request\""));
+    let last = lines.last().expect("an access line");
+    assert!(last.contains(reason), "{reason:?} not in {last}");
 }
 
 #[test]
@@ -1052,7 +1065,19 @@ fn an_untrusted_meta_certificate_without_skip_verify_is_a_503() {
     let with_web_roots = tls.gateway_launch(proxy.addr).start();
     tls.assert_login(&with_web_roots, 503);
     assert_eq!(proxy.handshakes(), 0);
-    assert!(proxy.failed_handshakes() >= 2);
+    // One handshake each: a certificate problem is reported at once, not retried. The
+    // proxy counts a failure when it reads the gateway's alert, which may come after the
+    // answer; once both are in, no other can come, as the answers are out.
+    poll_until(Duration::from_secs(5), || {
+        (proxy.failed_handshakes() >= 2).then_some(())
+    });
+    assert_eq!(proxy.failed_handshakes(), 2);
+    for gateway in [&with_ca, &with_web_roots] {
+        assert_reason(
+            gateway,
+            "meta's certificate is not signed by a CA kapauth trusts: set [auth] meta-ca to the CA that signed it",
+        );
+    }
 }
 
 /// A meta server with `johndoe`, an echo, and two certificate authorities: `pki`, which
@@ -1079,11 +1104,12 @@ impl TlsStack {
         }
     }
 
-    /// A gateway asking meta over TLS at `proxy`, giving up after one second.
+    /// A gateway asking meta over TLS at `proxy`; meta-timeout is long, as TLS failures
+    /// must not wait for it.
     fn gateway_launch(&self, proxy: SocketAddr) -> Launch {
         gateway_launch(proxy, &self.echo)
             .set("auth.meta-use-tls", "true")
-            .set("auth.meta-timeout", "1s")
+            .set("auth.meta-timeout", "30s")
     }
 
     fn assert_login(&self, gateway: &Kapauth, status: u16) {
@@ -1101,6 +1127,527 @@ impl TlsStack {
             }
             _ => assert_unavailable(&response),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Meta load, failed logins, timing, meta errors and logs (SPEC §11, kapauth)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_repeated_unknown_name_costs_one_meta_lookup_per_negative_interval() {
+    let stack = Stack::start(&[("auth.negative-cache-expiration", "1h")]);
+    for _ in 0..8 {
+        let response = stack.get(TASKS, &[("Authorization", &basic("nosuch", "pw"))]);
+        assert_unauthorized(&response, "authorization failed", "unknown user");
+    }
+    assert_eq!(stack.lookups("nosuch"), 1);
+    // Created since: the name is still remembered as unknown until the interval ends
+    // (with an external meta; the embedded store tells the gateway at once).
+    stack.create_user("nosuch", "pw", KAPACITOR);
+    let response = stack.get(TASKS, &[("Authorization", &basic("nosuch", "pw"))]);
+    assert_unauthorized(&response, "authorization failed", "remembered unknown");
+    assert_eq!(stack.lookups("nosuch"), 1);
+}
+
+#[test]
+fn a_cached_user_is_served_while_meta_hangs_and_hundreds_of_uncached_requests_wait() {
+    let meta = HangingMeta::start();
+    let echo = Echo::start();
+    let gateway = gateway_launch(meta.upstream.addr, &echo)
+        .set("auth.meta-timeout", "60s")
+        .set("auth.cache-expiration", "1h")
+        .start();
+    let alice = basic("alice", "right");
+    let login = || {
+        request(
+            gateway.addr(),
+            "GET",
+            TASKS,
+            &[("Authorization", &alice)],
+            b"",
+        )
+    };
+    assert_eq!(login().status, 200);
+
+    meta.hang();
+    let (answers, answered) = std::sync::mpsc::channel();
+    for i in 0..150 {
+        let addr = gateway.addr();
+        let answers = answers.clone();
+        thread::spawn(move || {
+            let started = Instant::now();
+            let credentials = basic(&format!("user{i}"), "pw");
+            // The 16 lookups meta holds outlast this client's read timeout: an error here.
+            let response =
+                support::try_request(addr, "GET", TASKS, &[("Authorization", &credentials)], b"");
+            let _ = answers.send((response, started.elapsed()));
+        });
+    }
+    // The lookups meta-max-lookups allows are all held by meta now.
+    meta.await_held(16);
+    for probe in 0..6 {
+        let response = login();
+        assert_eq!(
+            response.status, 200,
+            "probe {probe} while meta hangs: {response:?}"
+        );
+    }
+    // Every request past the 16 in flight gets its 503 after the bounded wait, well before
+    // meta-timeout (60 s).
+    let mut unavailable = 0;
+    while unavailable < 150 - 16 {
+        let (response, took) = answered
+            .recv_timeout(Duration::from_secs(15))
+            .expect("every request past the 16 is answered soon");
+        let response = response.expect("an answer");
+        assert_unavailable(&response);
+        assert!(took < Duration::from_secs(15), "answered after {took:?}");
+        unavailable += 1;
+    }
+    meta.release();
+    // The reason reaches the access lines (written just after each answer).
+    gateway.wait_for_log_lines(150 - 16, |line| {
+        line.contains("msg=\"http request\"")
+            && line.contains("meta-max-lookups (16) lookups already in flight")
+    });
+    assert_eq!(meta.held(), 16);
+}
+
+#[test]
+fn past_the_failed_login_budget_a_client_gets_429_but_the_user_still_logs_in_elsewhere() {
+    let stack = Stack::start(&[("http.bind-address", "[::]:0")]);
+    stack.create_user("johndoe", "pa5sw0Rd", KAPACITOR);
+    let port = stack.gateway.addr().port();
+    let here = SocketAddr::from(([127, 0, 0, 1], port));
+    let elsewhere = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    let get = |addr, password: &str| {
+        request(
+            addr,
+            "GET",
+            TASKS,
+            &[("Authorization", &basic("johndoe", password))],
+            b"",
+        )
+    };
+    for attempt in 0..10 {
+        assert_unauthorized(
+            &get(here, "guess"),
+            "authorization failed",
+            &format!("guess {attempt}"),
+        );
+    }
+    for password in ["guess", "pa5sw0Rd"] {
+        let throttled = get(here, password);
+        assert_eq!(throttled.status, 429, "{throttled:?}");
+        assert_eq!(
+            throttled.text(),
+            r#"{"error":"too many failed logins; retry later"}"#
+        );
+        assert_eq!(throttled.header("Content-Type"), Some(JSON_UTF8));
+        assert_eq!(throttled.header("Retry-After"), Some("1"));
+        assert_request_id(&throttled);
+    }
+    // The real user, from another address, is not locked out by those failures.
+    assert_eq!(get(elsewhere, "pa5sw0Rd").status, 200);
+    assert!(
+        stack
+            .gateway
+            .count_log_lines(|line| line.contains(" status=429 ")
+                && line.contains(" user=johndoe ")
+                && line.contains("reason=\"too many failed logins\""))
+            == 2,
+        "{:#?}",
+        stack.gateway.log_lines()
+    );
+    // Throttled requests cost meta nothing.
+    assert_eq!(stack.lookups("johndoe"), 1);
+}
+
+#[test]
+fn a_wrong_password_costs_the_same_for_known_and_unknown_users() {
+    // The gateway's own cost (10) differs from meta's (4): the decoy must follow meta's.
+    let stack = Stack::start(&[
+        ("auth.bcrypt-cost", "10"),
+        ("auth.login-throttling", "false"),
+    ]);
+    stack.create_user("johndoe", "pa5sw0Rd", KAPACITOR);
+    assert_eq!(
+        stack
+            .get(TASKS, &[("Authorization", &basic("johndoe", "pa5sw0Rd"))])
+            .status,
+        200
+    );
+    let time = |user: &str| {
+        let started = Instant::now();
+        let response = stack.get(TASKS, &[("Authorization", &basic(user, "wrong"))]);
+        assert_eq!(response.status, 401, "{response:?}");
+        started.elapsed()
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..25 {
+        known.push(time("johndoe"));
+        unknown.push(time("nosuch"));
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2].as_secs_f64()
+    };
+    let (known, unknown) = (median(&mut known), median(&mut unknown));
+    let ratio = unknown / known;
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "median failure: known {known:.6}s, unknown {unknown:.6}s (ratio {ratio:.2})"
+    );
+}
+
+#[test]
+fn meta_refusing_kapauths_credentials_is_reported_at_once_with_its_reason() {
+    let dir = TempDir::new("meta-refuses");
+    let meta = start_meta(&dir);
+    create_user(meta.addr(), "johndoe", "pa5sw0Rd", KAPACITOR);
+    let echo = Echo::start();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("auth.meta-password", "not-the-password")],
+            "meta refused kapauth's credentials (GET /user answered 401): check [auth] meta-username / meta-password",
+        ),
+        (
+            &[("auth.meta-username", ""), ("auth.meta-password", "")],
+            "meta refused kapauth's credentials (GET /user answered 401): kapauth sends none: set [auth] meta-username and meta-password, or meta-internal-shared-secret",
+        ),
+        (
+            &[("auth.meta-internal-shared-secret", "not meta's secret")],
+            "meta refused kapauth's credentials (GET /user answered 401): check [auth] meta-internal-shared-secret against meta's own",
+        ),
+    ];
+    for (settings, reason) in cases {
+        let mut launch = gateway_launch(meta.addr(), &echo).set("auth.meta-timeout", "30s");
+        for (key, value) in settings {
+            launch = launch.set(key, value);
+        }
+        let gateway = launch.start();
+        let lookups_before =
+            meta.count_log_lines(|line| line.contains(" path=/user name=johndoe "));
+        let response = request(
+            gateway.addr(),
+            "GET",
+            TASKS,
+            &[("Authorization", &basic("johndoe", "pa5sw0Rd"))],
+            b"",
+        );
+        assert_unavailable(&response);
+        let lines = gateway.wait_for_log_lines(1, |line| line.contains("msg=\"http request\""));
+        assert!(
+            lines[0].contains(reason),
+            "expected {reason:?} in {:#?}",
+            lines
+        );
+        // Asked once, not retried until meta-timeout.
+        let lookups = meta.wait_for_log_lines(lookups_before + 1, |line| {
+            line.contains(" path=/user name=johndoe ")
+        });
+        assert_eq!(lookups.len(), lookups_before + 1, "{lookups:#?}");
+        assert!(
+            !gateway.log_lines().iter().any(|line| line.contains("not-the-password")
+                || line.contains("not meta's secret")),
+            "a secret reached the log"
+        );
+    }
+}
+
+#[test]
+fn a_revocation_in_the_embedded_store_takes_effect_on_the_next_request() {
+    let dir = TempDir::new("embedded-revocation");
+    let echo = Echo::start();
+    let kapauth = Launch::serve()
+        .set("http.bind-address", "127.0.0.1:0")
+        .set("meta.bind-address", "127.0.0.1:0")
+        .set("meta.dir", dir.path())
+        .set("meta.bcrypt-cost", "4")
+        .set("auth.cache-expiration", "1h")
+        .set("auth.negative-cache-expiration", "1h")
+        .set("gateway.upstream", echo.url())
+        .wait_for("meta")
+        .wait_for("gateway")
+        .start();
+    let meta = kapauth.addr_of("meta");
+    let gateway = kapauth.addr_of("gateway");
+    let bootstrap = request(
+        meta,
+        "POST",
+        "/user",
+        &[],
+        json!({"action": "create", "user": {"name": ADMIN, "password": ADMIN_PASSWORD}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(bootstrap.status, 200, "{bootstrap:?}");
+    let get = |user: &str, password: &str| {
+        request(
+            gateway,
+            "GET",
+            TASKS,
+            &[("Authorization", &basic(user, password))],
+            b"",
+        )
+    };
+    // Unknown, remembered for an hour, then created: seen at once.
+    assert_eq!(get("johndoe", "old").status, 401);
+    create_user(meta, "johndoe", "old", KAPACITOR);
+    assert_eq!(get("johndoe", "old").status, 200);
+
+    meta_post(
+        meta,
+        "/user",
+        &json!({"action": "remove-permissions", "user": {"name": "johndoe", "permissions": {"": ["KapacitorAPI", "KapacitorConfigAPI"]}}}),
+    );
+    assert_eq!(get("johndoe", "old").status, 403);
+
+    meta_post(
+        meta,
+        "/role",
+        &json!({"action": "create", "role": {"name": "ops", "permissions": {"": ["KapacitorAPI"]}}}),
+    );
+    meta_post(
+        meta,
+        "/role",
+        &json!({"action": "add-users", "role": {"name": "ops", "users": ["johndoe"]}}),
+    );
+    assert_eq!(get("johndoe", "old").status, 200);
+
+    meta_post(
+        meta,
+        "/user",
+        &json!({"action": "change-password", "user": {"name": "johndoe", "password": "new"}}),
+    );
+    assert_unauthorized(
+        &get("johndoe", "old"),
+        "authorization failed",
+        "old password",
+    );
+    assert_eq!(get("johndoe", "new").status, 200);
+
+    meta_post(
+        meta,
+        "/role",
+        &json!({"action": "remove-users", "role": {"name": "ops", "users": ["johndoe"]}}),
+    );
+    assert_eq!(get("johndoe", "new").status, 403);
+    meta_post(
+        meta,
+        "/user",
+        &json!({"action": "delete", "user": {"name": "johndoe"}}),
+    );
+    assert_unauthorized(&get("johndoe", "new"), "authorization failed", "deleted");
+}
+
+#[test]
+fn log_lines_stay_one_capped_record_each_under_hostile_names_and_paths() {
+    let stack = Stack::start(&[]);
+    let long_name = "n".repeat(5000);
+    let long_path = format!("/kapacitor/v1/{}", "p".repeat(7000));
+    let cases: Vec<(String, Option<String>)> = vec![
+        (
+            format!("{TASKS}#x?p=SECRET-IN-FRAGMENT"),
+            Some(basic("johndoe", "pw")),
+        ),
+        (format!("{TASKS}?u=bob&p=SECRET-IN-QUERY"), None),
+        (
+            TASKS.to_string(),
+            Some(basic("evil\u{202e}name\u{2028}ts=1 lvl=error", "pw")),
+        ),
+        (TASKS.to_string(), Some(basic("line\nbreak", "pw"))),
+        (TASKS.to_string(), Some(basic(&long_name, "pw"))),
+        (long_path, Some(basic("johndoe", "pw"))),
+    ];
+    for (target, authorization) in &cases {
+        let headers: Vec<(&str, &str)> = authorization
+            .iter()
+            .map(|value| ("Authorization", value.as_str()))
+            .collect();
+        let response = stack.get(target, &headers);
+        assert!(
+            matches!(response.status, 400 | 401),
+            "{target}: {response:?}"
+        );
+    }
+    let lines = stack
+        .gateway
+        .wait_for_log_lines(cases.len(), |line| line.contains("msg=\"http request\""));
+    for line in stack.gateway.log_lines() {
+        assert!(line.starts_with("ts="), "a line was split: {line:?}");
+        assert!(!line.contains("SECRET"), "a secret was logged: {line}");
+        assert!(
+            !line.contains('\u{202e}') && !line.contains('\u{2028}'),
+            "a bidi or separator character was written raw: {line:?}"
+        );
+        assert!(line.len() < 4 * 1024, "a line of {} bytes", line.len());
+    }
+    let logged = lines.join("\n");
+    for expected in [
+        "user=\"evil\\u{202e}name\\u{2028}ts=1 lvl=error\"",
+        "user=\"line\\nbreak\"",
+        "...(3976 more bytes)\"",
+        "...(5990 more bytes)\"",
+        "path=/kapacitor/v1/tasks ",
+    ] {
+        assert!(logged.contains(expected), "{expected:?} not in {logged}");
+    }
+}
+
+#[test]
+fn tls_material_meta_would_fail_on_is_refused_at_check_config_naming_the_key() {
+    let dir = TempDir::new("meta-tls-material");
+    let pki = certs::make_pki(&dir.join("certs"), "check-ca");
+    let other = certs::make_pki(&dir.join("certs"), "other-ca");
+    let v1 = dir.join("v1-client.pem");
+    let v1_status = std::process::Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-in"])
+        .arg(make_csr(&dir, &pki.client.key_pem))
+        .arg("-CA")
+        .arg(&pki.ca.cert_pem)
+        .arg("-CAkey")
+        .arg(pki.ca.cert_pem.with_extension("key"))
+        .args(["-CAcreateserial", "-out"])
+        .arg(&v1)
+        .output()
+        .expect("run openssl");
+    assert!(v1_status.status.success(), "{v1_status:?}");
+    let missing = dir.join("no-such-ca.pem");
+    let check = |settings: &[(&str, &std::path::Path)]| {
+        let mut launch = Launch::new("check-config")
+            .set("auth.meta-addr", "meta.example:8091")
+            .set("auth.meta-use-tls", "true");
+        for (key, value) in settings {
+            launch = launch.set(key, value);
+        }
+        let exit = launch.run_to_exit();
+        assert_eq!(exit.code, Some(1), "{:#?}", exit.stderr);
+        exit.stderr.join("\n")
+    };
+    type Settings<'a> = Vec<(&'a str, &'a std::path::Path)>;
+    let cases: [(Settings, &[&str]); 3] = [
+        (
+            vec![("auth.meta-ca", &missing)],
+            &["[auth] meta-ca", "no-such-ca.pem", "cannot be read"],
+        ),
+        (
+            vec![
+                ("auth.meta-cert", &v1),
+                ("auth.meta-key", &pki.client.key_pem),
+            ],
+            &["[auth] meta-cert", "X.509 v1", "make a v3 one"],
+        ),
+        (
+            vec![
+                ("auth.meta-cert", &pki.client.cert_pem),
+                ("auth.meta-key", &other.client.key_pem),
+            ],
+            &["[auth] meta-key", "does not match the certificate"],
+        ),
+    ];
+    for (settings, expected) in &cases {
+        let stderr = check(settings);
+        for text in *expected {
+            assert!(stderr.contains(text), "{text:?} not in {stderr}");
+        }
+    }
+}
+
+/// A certificate request for `key`, for a certificate the test signs itself.
+fn make_csr(dir: &TempDir, key: &std::path::Path) -> std::path::PathBuf {
+    let csr = dir.join("v1-client.csr");
+    let output = std::process::Command::new("openssl")
+        .args(["req", "-new", "-subj", "/CN=kapauth-v1", "-key"])
+        .arg(key)
+        .arg("-out")
+        .arg(&csr)
+        .output()
+        .expect("run openssl");
+    assert!(output.status.success(), "{output:?}");
+    csr
+}
+
+/// A meta stand-in that knows `alice` (password `right`) and can be made to hang: while
+/// hung, it reads each lookup and holds it unanswered until released or 30 s pass, and
+/// counts the lookups it holds.
+struct HangingMeta {
+    upstream: raw_upstream::RawUpstream,
+    state: Arc<(Mutex<HangState>, Condvar)>,
+}
+
+#[derive(Default)]
+struct HangState {
+    hanging: bool,
+    held: usize,
+}
+
+impl HangingMeta {
+    fn start() -> HangingMeta {
+        let hash = kapauth::secret::password::hash_bcrypt(
+            &kapauth::secret::password::Password::new("right".to_string()),
+            4,
+        )
+        .unwrap();
+        let state = Arc::new((Mutex::new(HangState::default()), Condvar::new()));
+        let shared = Arc::clone(&state);
+        let upstream = raw_upstream::RawUpstream::start(move |mut connection| {
+            while let Some(seen) = connection.read_request() {
+                let (lock, changed) = &*shared;
+                let mut state = lock.lock().unwrap();
+                if state.hanging {
+                    state.held += 1;
+                    changed.notify_all();
+                    let _ = changed
+                        .wait_timeout_while(state, Duration::from_secs(30), |state| state.hanging)
+                        .unwrap();
+                    return;
+                }
+                drop(state);
+                let body = if seen.target.starts_with("/role") {
+                    json!({"roles": []})
+                } else {
+                    json!({"users": [{"name": "alice", "hash": hash, "permissions": {"": ["KapacitorAPI"]}}]})
+                }
+                .to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if connection.send(answer.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
+        HangingMeta { upstream, state }
+    }
+
+    fn hang(&self) {
+        self.state.0.lock().unwrap().hanging = true;
+    }
+
+    fn release(&self) {
+        self.state.0.lock().unwrap().hanging = false;
+        self.state.1.notify_all();
+    }
+
+    fn held(&self) -> usize {
+        self.state.0.lock().unwrap().held
+    }
+
+    /// Blocks until `count` lookups are held (at most 20 s).
+    fn await_held(&self, count: usize) {
+        let (lock, changed) = &*self.state;
+        let state = lock.lock().unwrap();
+        let (state, _) = changed
+            .wait_timeout_while(state, Duration::from_secs(20), |state| state.held < count)
+            .unwrap();
+        assert!(
+            state.held >= count,
+            "only {} lookups reached meta",
+            state.held
+        );
     }
 }
 
