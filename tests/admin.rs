@@ -774,78 +774,77 @@ impl Terminal {
     }
 }
 
-/// Whether `stty -a` shows `flag` on (and not `-flag`).
-fn flag_on(stty: &str, flag: &str) -> bool {
-    stty.split_whitespace().any(|word| word == flag)
+/// Runs `kapauth ARGS` on a terminal, typing each answer once its prompt shows, and
+/// returns what the terminal showed, after checking that no typed byte was echoed and that
+/// echo, line editing and signals are on again afterwards. `None` without `script`.
+fn at_terminal(meta: &Meta, args: &[&str], dialogue: &[(&str, &str)]) -> Option<String> {
+    let Some(mut terminal) = Terminal::start(meta, args) else {
+        eprintln!("skipped: util-linux script is not installed");
+        return None;
+    };
+    for (prompt, typed) in dialogue {
+        terminal.expect(prompt);
+        terminal.type_in(typed.as_bytes());
+    }
+    let shown = terminal.finish();
+    for (_, typed) in dialogue {
+        // What was typed, minus the editing bytes and the Enter.
+        let visible: String = typed.chars().filter(|c| !c.is_control()).collect();
+        let echoed = !visible.is_empty() && shown.contains(&visible);
+        assert!(!echoed, "{visible:?} was echoed: {shown}");
+    }
+    for flag in ["echo", "icanon", "isig"] {
+        let on = shown.split_whitespace().any(|word| word == flag);
+        assert!(on, "{flag} was left off: {shown}");
+    }
+    Some(shown)
 }
 
 #[test]
 fn the_prompt_reads_the_password_twice_without_echo_and_restores_the_terminal() {
     let meta = Meta::with_admin();
-    let Some(mut terminal) = Terminal::start(&meta, &["user", "add", "ttyuser"]) else {
-        eprintln!("skipped: util-linux script is not installed");
+    let dialogue = [
+        ("Password for \"ttyuser\": ", "Typ3d-secrex\x7ft\r"),
+        ("Type it again: ", "Typ3d-secret\r"),
+    ];
+    let Some(shown) = at_terminal(&meta, &["user", "add", "ttyuser"], &dialogue) else {
         return;
     };
-    terminal.expect("Password for \"ttyuser\": ");
-    terminal.type_in(b"Typ3d-secrex\x7ft\r");
-    terminal.expect("Type it again: ");
-    terminal.type_in(b"Typ3d-secret\r");
-    let shown = terminal.finish();
     assert!(shown.contains("created user \"ttyuser\""), "{shown}");
     assert!(shown.contains("exit=0"), "{shown}");
-    assert!(!shown.contains("Typ3d"), "the password was echoed: {shown}");
-    for flag in ["echo", "icanon", "isig"] {
-        assert!(flag_on(&shown, flag), "{flag} was left off: {shown}");
-    }
-    assert_eq!(
-        meta.authorized("ttyuser", "Typ3d-secret", "NoPermissions"),
-        200
-    );
+    assert!(!shown.contains("Typ3d"), "{shown}");
+    let authorized = meta.authorized("ttyuser", "Typ3d-secret", "NoPermissions");
+    assert_eq!(authorized, 200);
 }
 
 #[test]
-fn ctrl_c_at_the_prompt_sends_nothing_and_restores_the_terminal() {
+fn ctrl_c_or_two_different_passwords_at_the_prompt_send_nothing() {
     let meta = Meta::with_admin();
     let before = meta.posts();
-    let Some(mut terminal) = Terminal::start(&meta, &["user", "passwd", "admin"]) else {
-        eprintln!("skipped: util-linux script is not installed");
-        return;
-    };
-    terminal.expect("Password for \"admin\": ");
-    terminal.type_in(b"half-typ\x03");
-    let shown = terminal.finish();
-    assert!(
-        shown.contains("kapauth: cancelled at the password prompt; nothing was sent"),
-        "{shown}"
-    );
-    assert!(shown.contains("exit=1"), "{shown}");
-    assert!(!shown.contains("half-typ"), "{shown}");
-    for flag in ["echo", "icanon", "isig"] {
-        assert!(flag_on(&shown, flag), "{flag} was left off: {shown}");
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("Password for \"admin\": ", "half-typ\x03")],
+            "kapauth: cancelled at the password prompt; nothing was sent",
+        ),
+        (
+            &[("Password for \"admin\": ", "\x04")],
+            "kapauth: cancelled at the password prompt; nothing was sent",
+        ),
+        (
+            &[
+                ("Password for \"admin\": ", "first-try\r"),
+                ("Type it again: ", "second-try\r"),
+            ],
+            "kapauth: the two passwords differ; nothing was sent",
+        ),
+    ];
+    for (dialogue, message) in cases {
+        let Some(shown) = at_terminal(&meta, &["user", "passwd", "admin"], dialogue) else {
+            return;
+        };
+        assert!(shown.contains(message), "{shown}");
+        assert!(shown.contains("exit=1"), "{shown}");
     }
-    assert_eq!(meta.posts(), before);
-    assert_eq!(meta.authorized("admin", "changeit", "NoPermissions"), 200);
-}
-
-#[test]
-fn two_different_passwords_at_the_prompt_send_nothing() {
-    let meta = Meta::with_admin();
-    let before = meta.posts();
-    let Some(mut terminal) = Terminal::start(&meta, &["user", "passwd", "admin"]) else {
-        eprintln!("skipped: util-linux script is not installed");
-        return;
-    };
-    terminal.expect("Password for \"admin\": ");
-    terminal.type_in(b"first-try\r");
-    terminal.expect("Type it again: ");
-    terminal.type_in(b"second-try\r");
-    let shown = terminal.finish();
-    assert!(
-        shown.contains("kapauth: the two passwords differ; nothing was sent"),
-        "{shown}"
-    );
-    assert!(shown.contains("exit=1"), "{shown}");
-    assert!(flag_on(&shown, "echo"), "{shown}");
     assert_eq!(meta.posts(), before);
     assert_eq!(meta.authorized("admin", "changeit", "NoPermissions"), 200);
 }
