@@ -364,11 +364,32 @@ mod tests {
             &["version", "--help"],
             Ok(Command::Help(Some(Program::Version))),
         );
+        // `user` and `role` hand the rest to admin::args.
+        check(
+            &["user", "list", "-c", "k.conf"],
+            Ok(Command::Admin(Parsed::Run(
+                crate::admin::args::Invocation {
+                    options: options(Some("k.conf"), &[]),
+                    meta: None,
+                    operation: crate::admin::action::Operation::List(Kind::User),
+                },
+            ))),
+        );
+        check(
+            &["role", "--help"],
+            Ok(Command::Admin(Parsed::Help(
+                crate::admin::args::group_help(Kind::Role),
+            ))),
+        );
     }
 
     #[test]
     fn usage_errors_name_the_problem() {
         check(&[], Err(CliError::MissingCommand));
+        check(
+            &["role"],
+            Err(CliError::Admin(UsageError::MissingSubcommand(Kind::Role))),
+        );
         check(&["srve"], Err(CliError::UnknownCommand("srve".to_string())));
         check(
             &["--bogus"],

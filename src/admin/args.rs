@@ -46,7 +46,9 @@ pub enum UsageError {
     ExtraOperand { command: String, value: String },
     /// A permission that is not one of the 19 tokens.
     Permission(UnknownPermission),
-    /// lexopt could not read an argument (e.g. not UTF-8).
+    /// An argument that is not UTF-8 (shown with U+FFFD for the bad bytes).
+    NotUtf8 { command: String, argument: String },
+    /// lexopt could not read an argument.
     Unreadable { command: String, problem: String },
 }
 
@@ -84,6 +86,10 @@ impl fmt::Display for UsageError {
                 "unexpected argument {value:?} for 'kapauth {command}'; run 'kapauth {command} --help'"
             ),
             UsageError::Permission(unknown) => unknown.fmt(f),
+            UsageError::NotUtf8 { command, argument } => write!(
+                f,
+                "argument {argument:?} of 'kapauth {command}' is not UTF-8; names and URLs must be text"
+            ),
             UsageError::Unreadable { command, problem } => {
                 write!(f, "'kapauth {command}': {problem}")
             }
@@ -201,7 +207,7 @@ pub fn parse(kind: Kind, parser: &mut lexopt::Parser) -> Result<Parsed, UsageErr
     let name = match parser.next().map_err(|error| unreadable(&group, error))? {
         None => return Err(UsageError::MissingSubcommand(kind)),
         Some(Short('h') | Long("help")) => return Ok(Parsed::Help(group_help(kind))),
-        Some(Value(name)) => name.to_string_lossy().into_owned(),
+        Some(Value(name)) => text(&group, name)?,
         Some(Short(c)) => return Err(unknown_flag(&group, format!("-{c}"))),
         Some(Long(flag)) => return Err(unknown_flag(&group, format!("--{flag}"))),
     };
@@ -223,32 +229,32 @@ pub fn parse(kind: Kind, parser: &mut lexopt::Parser) -> Result<Parsed, UsageErr
         match arg {
             Short('h') | Long("help") => return Ok(Parsed::Help(help(subcommand))),
             Short('c') | Long("config") => {
-                options.config = Some(PathBuf::from(value(
-                    parser,
-                    "--config",
-                    "a config file path",
-                )?));
+                let path = parser.value().map_err(|_| UsageError::MissingValue {
+                    flag: "--config".to_string(),
+                    what: "a config file path",
+                })?;
+                options.config = Some(PathBuf::from(path));
             }
             Long("set") => {
-                let set = value(parser, "--set", "section.key=value")?;
-                options.sets.push(set.to_string_lossy().into_owned());
+                let set = value(parser, &command, "--set", "section.key=value")?;
+                options.sets.push(set);
             }
             Long("meta") => {
                 let url = value(
                     parser,
+                    &command,
                     "--meta",
                     "the meta API's URL, e.g. http://127.0.0.1:8091",
                 )?;
-                meta = Some(url.to_string_lossy().into_owned());
+                meta = Some(url);
             }
             Long("db") if subcommand.database => {
-                let db = value(parser, "--db", "a database name")?;
-                database = db.to_string_lossy().into_owned();
+                database = value(parser, &command, "--db", "a database name")?;
             }
             Short(c) => return Err(unknown_flag(&command, format!("-{c}"))),
             Long(flag) => return Err(unknown_flag(&command, format!("--{flag}"))),
             Value(operand) => {
-                let operand = operand.to_string_lossy().into_owned();
+                let operand = text(&command, operand)?;
                 if operands.len() == subcommand.operands.len() {
                     return Err(UsageError::ExtraOperand {
                         command,
@@ -352,15 +358,29 @@ fn operation(
     })
 }
 
+/// The value of `flag`, as text.
 fn value(
     parser: &mut lexopt::Parser,
+    command: &str,
     flag: &str,
     what: &'static str,
-) -> Result<OsString, UsageError> {
-    parser.value().map_err(|_| UsageError::MissingValue {
+) -> Result<String, UsageError> {
+    let value = parser.value().map_err(|_| UsageError::MissingValue {
         flag: flag.to_string(),
         what,
-    })
+    })?;
+    text(command, value)
+}
+
+/// An argument as text: names and URLs go into JSON and HTTP, so a byte that is not UTF-8
+/// is refused rather than silently replaced.
+fn text(command: &str, argument: OsString) -> Result<String, UsageError> {
+    argument
+        .into_string()
+        .map_err(|argument| UsageError::NotUtf8 {
+            command: command.to_string(),
+            argument: argument.to_string_lossy().into_owned(),
+        })
 }
 
 fn unknown_flag(command: &str, flag: String) -> UsageError {
@@ -389,7 +409,26 @@ mod tests {
 
     /// The operation a command line runs, or its usage error's text.
     fn check(kind: Kind, args: &[&str], expected: Result<Operation, &str>) {
-        let actual = match parsed(kind, args) {
+        check_parsed(kind, args, parsed(kind, args), expected);
+    }
+
+    /// `check` with the last argument given as raw bytes, replacing the last of `args`.
+    fn check_os(kind: Kind, args: &[&str], last: &[u8], expected: Result<Operation, &str>) {
+        use std::os::unix::ffi::OsStringExt;
+        let mut raw: Vec<OsString> = args.iter().map(OsString::from).collect();
+        raw.pop();
+        raw.push(OsString::from_vec(last.to_vec()));
+        let mut parser = lexopt::Parser::from_args(raw);
+        check_parsed(kind, args, parse(kind, &mut parser), expected);
+    }
+
+    fn check_parsed(
+        kind: Kind,
+        args: &[&str],
+        parsed: Result<Parsed, UsageError>,
+        expected: Result<Operation, &str>,
+    ) {
+        let actual = match parsed {
             Ok(Parsed::Run(invocation)) => Ok(invocation.operation),
             Ok(Parsed::Help(_)) => panic!("{args:?} printed help"),
             Err(error) => Err(error.to_string()),
@@ -471,6 +510,8 @@ mod tests {
         check(User, &["list", "--meta=x=y", "--all"], Err("unknown flag --all for 'kapauth user list'; run 'kapauth user list --help'"));
         check(User, &["list", "--set"], Err("--set needs a value (section.key=value)"));
         check(User, &["--bogus"], Err("unknown flag --bogus for 'kapauth user'; run 'kapauth user --help'"));
+        check_os(User, &["rm", "a\u{fffd}b"], b"a\xffb", Err("argument \"a\u{fffd}b\" of 'kapauth user rm' is not UTF-8; names and URLs must be text"));
+        check_os(User, &["grant", "a", "ReadData", "--db", "x"], b"d\xff", Err("argument \"d\u{fffd}\" of 'kapauth user grant' is not UTF-8; names and URLs must be text"));
         let all = crate::meta_api::PERMISSIONS.join(", ");
         check(User, &["grant", "johndoe", "kapacitorAPI"], Err(&format!("unknown permission \"kapacitorAPI\" (did you mean KapacitorAPI?); the permissions are {all}")));
         check(Role, &["revoke", "r", "Admin", "--db", "x"], Err(&format!("unknown permission \"Admin\"; the permissions are {all}")));
