@@ -13,6 +13,8 @@ mod support;
 mod certs;
 #[path = "support/raw_upstream.rs"]
 mod raw_upstream;
+#[path = "support/tls_proxy.rs"]
+mod tls_proxy;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -21,6 +23,7 @@ use std::time::Instant;
 
 use raw_upstream::RawUpstream;
 use support::{Kapauth, Launch, Output, READY_TIMEOUT, TempDir, basic, request};
+use tls_proxy::TlsProxy;
 
 const ADMIN: (&str, &str) = ("admin", "changeit");
 
@@ -617,6 +620,52 @@ fn https_meta_is_managed_with_the_meta_clients_ca_and_refused_without_it() {
             .starts_with("kapauth: [auth] TLS for the meta API: cannot read /nonexistent/ca.pem: "),
         "{output:?}"
     );
+}
+
+#[test]
+fn a_meta_api_that_requires_a_client_certificate_gets_meta_cert_and_meta_key() {
+    let meta = Meta::with_admin();
+    let dir = TempDir::new("admin-mtls");
+    let pki = certs::make_pki(&dir.join("pki"), "admin-mtls-ca");
+    let proxy = TlsProxy::start(
+        meta.server.addr(),
+        &pki.server.cert_der,
+        &pki.server.key_der,
+        Some(&pki.ca.cert_der),
+    );
+    let path = |path: &std::path::Path| path.to_str().expect("a UTF-8 path").to_string();
+    let tls = [
+        format!("auth.meta-addr={}", proxy.addr),
+        "auth.meta-use-tls=true".to_string(),
+        format!("auth.meta-ca={}", path(&pki.ca.cert_pem)),
+    ];
+    let identity = [
+        format!("auth.meta-cert={}", path(&pki.client.cert_pem)),
+        format!("auth.meta-key={}", path(&pki.client.key_pem)),
+    ];
+    let list = |sets: &[&String]| {
+        let mut args = vec!["role", "list"];
+        for set in sets {
+            args.extend(["--set", set.as_str()]);
+        }
+        run(&args, &admin_env(), "")
+    };
+    let with_identity: Vec<&String> = tls.iter().chain(&identity).collect();
+    assert_done(
+        &list(&with_identity),
+        "ROLE  USERS  DATABASE  PERMISSIONS\n(no roles)\n",
+    );
+    assert_eq!(proxy.client_certificates(), 1);
+
+    let without: Vec<&String> = tls.iter().collect();
+    let refused = list(&without);
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    let expected = format!(
+        "kapauth: cannot list roles: GET https://{}/role got no answer: ",
+        proxy.addr
+    );
+    assert!(refused.stderr.starts_with(&expected), "{refused:?}");
+    assert_eq!(proxy.client_certificates(), 1);
 }
 
 #[test]
