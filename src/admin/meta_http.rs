@@ -17,7 +17,7 @@ use ureq::Agent;
 use crate::config::{Config, MetaTls, host_port};
 use crate::meta_api::ErrorDoc;
 use crate::secret::MetaCredentials;
-use crate::tls::{TlsError, meta_tls_config};
+use crate::tls::meta_tls_config;
 
 /// Redirects followed per request, as the gateway's meta client does (SPEC §4).
 const MAX_REDIRECTS: usize = 5;
@@ -92,8 +92,9 @@ pub enum Failure {
 
 impl MetaHttp {
     /// A client for `url` with `[auth]`'s credentials, TLS settings and `meta-timeout` per
-    /// request; reads the TLS files now, so a bad file is named before any prompt.
-    pub fn connect(url: MetaUrl, config: &Config) -> Result<MetaHttp, TlsError> {
+    /// request; reads the TLS files now, so a bad file is named before any prompt. The
+    /// error is the TLS code's own text, so no other admin file depends on its type.
+    pub fn connect(url: MetaUrl, config: &Config) -> Result<MetaHttp, String> {
         let auth = &config.auth;
         let mut agent_config = Agent::config_builder()
             // Every client default relied on is set here (STYLE): statuses are answers to
@@ -114,7 +115,8 @@ impl MetaHttp {
                 client_identity: None,
                 insecure_skip_verify: false,
             });
-            agent_config = agent_config.tls_config(meta_tls_config(&tls)?);
+            let tls_config = meta_tls_config(&tls).map_err(|error| error.to_string())?;
+            agent_config = agent_config.tls_config(tls_config);
         }
         Ok(MetaHttp {
             agent: agent_config.build().new_agent(),

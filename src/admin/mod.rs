@@ -9,7 +9,7 @@
 pub mod action;
 pub mod args;
 mod meta_http;
-pub mod table;
+mod table;
 mod terminal;
 
 use std::fmt;
@@ -42,8 +42,8 @@ pub fn run(invocation: &Invocation, config: &Config) -> i32 {
 pub enum AdminError {
     /// `--meta` or the configuration names no usable meta API.
     MetaUrl(String),
-    /// A TLS file of `[auth]` could not be used.
-    Tls(crate::tls::TlsError),
+    /// A TLS file of `[auth]` could not be used (the TLS code's text).
+    Tls(String),
     /// No password was read; nothing was sent.
     Password(terminal::PasswordError),
     /// The request failed; `attempt` says what it was for, `request` is its method and URL.

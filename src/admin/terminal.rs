@@ -6,7 +6,9 @@
 //! exact settings `stty -g` saved, on every way out of the prompt (a password, an
 //! error, a panic). Signals are off while the prompt reads (`-isig`), so Ctrl-C arrives
 //! as a byte that cancels the prompt through that same path, instead of killing the
-//! process with echo still off. The line editing is the pure `edit`.
+//! process with echo still off. A signal sent from elsewhere (SIGTERM, SIGKILL, a hangup)
+//! still ends the process at once: without libc there is no handler to restore from, and
+//! `stty sane` repairs the terminal. The line editing is the pure `edit`.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
