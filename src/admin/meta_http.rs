@@ -60,9 +60,8 @@ pub fn meta_url(flag: Option<&str>, config: &Config) -> Result<MetaUrl, String> 
     };
     let authority = authority.strip_suffix('/').unwrap_or(authority);
     if authority.contains('@') {
-        return Err(format!(
-            "--meta {flag:?} holds credentials, which the command line shows to every user of this host; set [auth] meta-username and meta-password (or KAPACITOR_AUTH_META_USERNAME and KAPACITOR_AUTH_META_PASSWORD) instead"
-        ));
+        // The URL is not repeated: it holds a password.
+        return Err("--meta holds credentials (user:password@), which the command line shows to every user of this host; set [auth] meta-username and meta-password (or KAPACITOR_AUTH_META_USERNAME and KAPACITOR_AUTH_META_PASSWORD) instead".to_string());
     }
     if host_port(authority).is_none() {
         return Err(format!(
@@ -348,7 +347,7 @@ mod tests {
             Some("http://admin:changeit@127.0.0.1:8091"),
             &[],
             Err(
-                "--meta \"http://admin:changeit@127.0.0.1:8091\" holds credentials, which the command line shows to every user of this host; set [auth] meta-username and meta-password (or KAPACITOR_AUTH_META_USERNAME and KAPACITOR_AUTH_META_PASSWORD) instead",
+                "--meta holds credentials (user:password@), which the command line shows to every user of this host; set [auth] meta-username and meta-password (or KAPACITOR_AUTH_META_USERNAME and KAPACITOR_AUTH_META_PASSWORD) instead",
             ),
         );
         check(
