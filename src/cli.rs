@@ -1,5 +1,6 @@
 //! The command line (SPEC §9): `kapauth serve|meta|check-config|version [--config FILE]`,
-//! `--set section.key=value` flags, and `--help` for each. Parsing is a pure function of the
+//! `--set section.key=value` flags, and `--help` for each; `kapauth user|role …` are
+//! parsed by `admin::args`. Parsing is a pure function of the
 //! arguments; `main` loads the configuration and hands it to the program asked for. A usage
 //! error is one line on stderr and exit code 2; a bad configuration is exit code 1.
 
@@ -7,6 +8,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::admin::action::Kind;
+use crate::admin::args::{Parsed, UsageError};
 use crate::config::{self, Config, ConfigError};
 
 /// What the command line asks for.
@@ -18,6 +21,8 @@ pub enum Command {
     Version,
     /// Print the help of a program (`None`: the top-level help).
     Help(Option<Program>),
+    /// `kapauth user …` or `kapauth role …`.
+    Admin(Parsed),
 }
 
 /// The programs that take a configuration.
@@ -53,6 +58,8 @@ pub enum CliError {
         program: &'static str,
         argument: String,
     },
+    /// A `kapauth user|role` command line that is not right.
+    Admin(UsageError),
 }
 
 impl fmt::Display for CliError {
@@ -82,6 +89,7 @@ impl fmt::Display for CliError {
                     "unexpected argument {argument:?} for '{invocation}'; run '{invocation} --help'"
                 )
             }
+            CliError::Admin(error) => error.fmt(f),
         }
     }
 }
@@ -125,6 +133,14 @@ pub fn main() -> i32 {
             Ok((_, config)) => crate::meta_server::run(&config),
             Err(error) => config_failed(&error),
         },
+        Command::Admin(Parsed::Help(text)) => {
+            print!("{text}");
+            0
+        }
+        Command::Admin(Parsed::Run(invocation)) => match load(&invocation.options) {
+            Ok((_, config)) => crate::admin::run(&invocation, &config),
+            Err(error) => config_failed(&error),
+        },
     }
 }
 
@@ -145,6 +161,8 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, C
             "check-config" => Program::CheckConfig,
             "version" => Program::Version,
             "help" => return Ok(Command::Help(None)),
+            "user" => return admin(Kind::User, &mut parser),
+            "role" => return admin(Kind::Role, &mut parser),
             other => return Err(CliError::UnknownCommand(other.to_string())),
         },
         Some(Short(c)) => {
@@ -211,12 +229,18 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, C
 pub fn help(program: Option<Program>) -> String {
     const FLAGS: &str = "\nFlags:\n  -c, --config FILE        read FILE (TOML; a kapacitor.conf works: only [http], [auth],\n                           [gateway] and [meta] are read)\n      --set SECTION.KEY=V  override one key, e.g. --set gateway.upstream=http://127.0.0.1:9093\n  -h, --help               print this help\n\nPrecedence: defaults < file < environment (KAPACITOR_HTTP_*, KAPACITOR_AUTH_*,\nKAPAUTH_GATEWAY_*, KAPAUTH_META_*) < --set flags.\n";
     match program {
-        None => "kapauth: InfluxDB Enterprise-style authentication in front of Kapacitor\n\nUsage: kapauth <command> [flags]\n\nCommands:\n  serve         run the gateway on [http] bind-address (and the embedded meta store\n                when [auth] meta-addr is empty)\n  meta          run the meta API user and role server on [meta] bind-address\n  check-config  print the effective configuration, secrets redacted\n  version       print the version\n\nRun 'kapauth <command> --help' for a command's flags.\n".to_string(),
+        None => "kapauth: InfluxDB Enterprise-style authentication in front of Kapacitor\n\nUsage: kapauth <command> [flags]\n\nCommands:\n  serve         run the gateway on [http] bind-address (and the embedded meta store\n                when [auth] meta-addr is empty)\n  meta          run the meta API user and role server on [meta] bind-address\n  check-config  print the effective configuration, secrets redacted\n  user          add, remove, grant, revoke and list the meta API's users\n  role          the same for roles, and their members\n  version       print the version\n\nRun 'kapauth <command> --help' for a command's flags.\n".to_string(),
         Some(Program::Serve) => format!("Usage: kapauth serve [--config FILE] [--set SECTION.KEY=VALUE]...\n\nAuthenticates requests against the meta API, authorizes them with Kapacitor's\nprivilege rules and forwards the allowed ones to [gateway] upstream.\n{FLAGS}"),
         Some(Program::Meta) => format!("Usage: kapauth meta [--config FILE] [--set SECTION.KEY=VALUE]...\n\nServes the meta API's /user, /role and /authorized endpoints from a durable\nstore in [meta] dir.\n{FLAGS}"),
         Some(Program::CheckConfig) => format!("Usage: kapauth check-config [--config FILE] [--set SECTION.KEY=VALUE]...\n\nPrints the effective configuration with each value's origin and exits 0, or\nnames what is wrong and exits 1. Secrets print as <redacted>.\n{FLAGS}"),
         Some(Program::Version) => "Usage: kapauth version\n\nPrints the version.\n".to_string(),
     }
+}
+
+fn admin(kind: Kind, parser: &mut lexopt::Parser) -> Result<Command, CliError> {
+    crate::admin::args::parse(kind, parser)
+        .map(Command::Admin)
+        .map_err(CliError::Admin)
 }
 
 /// File, then environment, then flags (SPEC §9).
@@ -340,11 +364,32 @@ mod tests {
             &["version", "--help"],
             Ok(Command::Help(Some(Program::Version))),
         );
+        // `user` and `role` hand the rest to admin::args.
+        check(
+            &["user", "list", "-c", "k.conf"],
+            Ok(Command::Admin(Parsed::Run(
+                crate::admin::args::Invocation {
+                    options: options(Some("k.conf"), &[]),
+                    meta: None,
+                    operation: crate::admin::action::Operation::List(Kind::User),
+                },
+            ))),
+        );
+        check(
+            &["role", "--help"],
+            Ok(Command::Admin(Parsed::Help(
+                crate::admin::args::group_help(Kind::Role),
+            ))),
+        );
     }
 
     #[test]
     fn usage_errors_name_the_problem() {
         check(&[], Err(CliError::MissingCommand));
+        check(
+            &["role"],
+            Err(CliError::Admin(UsageError::MissingSubcommand(Kind::Role))),
+        );
         check(&["srve"], Err(CliError::UnknownCommand("srve".to_string())));
         check(
             &["--bogus"],

@@ -1,9 +1,11 @@
 //! kapauth: InfluxDB Enterprise-style authentication and authorization in front of
 //! Kapacitor. Two programs share this library: the gateway (`kapauth serve`, `gateway/`) and
 //! the meta server (`kapauth meta`, `meta_server/`); they never import each other, and
-//! `serve.rs` is the one place that wires the embedded meta store into the gateway.
+//! `serve.rs` is the one place that wires the embedded meta store into the gateway. A third,
+//! `kapauth user|role` (`admin/`), manages users and roles over any meta API's HTTP side.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod gateway;

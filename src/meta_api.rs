@@ -108,3 +108,43 @@ pub struct EntityDoc {
     pub permissions: Option<Permissions>,
     pub users: Option<Vec<String>>,
 }
+
+/// A 307's `Location` resolved against the URL that answered: absolute URLs as they are,
+/// paths on the same scheme and host. Both meta clients (the gateway's and `kapauth
+/// user|role`) follow redirects by hand with it, so the credentials go along.
+pub fn resolve_location(current: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_string();
+    }
+    let after_scheme = current.find("://").map_or(0, |i| i + 3);
+    let origin_end = current[after_scheme..]
+        .find('/')
+        .map_or(current.len(), |i| after_scheme + i);
+    format!("{}{location}", &current[..origin_end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_resolve_against_the_answering_url() {
+        let cases = [
+            (
+                "http://m1:8091/user?name=a",
+                "http://m2:8091/user?name=a",
+                "http://m2:8091/user?name=a",
+            ),
+            (
+                "http://m1:8091/user?name=a",
+                "/user?name=a",
+                "http://m1:8091/user?name=a",
+            ),
+            ("https://m1:8091/role", "/role", "https://m1:8091/role"),
+            ("http://m1:8091", "/user", "http://m1:8091/user"),
+        ];
+        for (current, location, expected) in cases {
+            assert_eq!(resolve_location(current, location), expected);
+        }
+    }
+}

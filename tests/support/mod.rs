@@ -85,6 +85,52 @@ impl Launch {
         self
     }
 
+    /// Adds one argument as it is: a subcommand word, an operand or a flag.
+    pub fn arg(mut self, value: impl AsRef<OsStr>) -> Launch {
+        self.args.push(value.as_ref().into());
+        self
+    }
+
+    /// Runs the binary to completion with `stdin` as its standard input (a pipe, not a
+    /// terminal) and returns what it printed. Fails the test if it still runs after
+    /// `READY_TIMEOUT`, killing it by its pid.
+    pub fn run_with_stdin(&self, stdin: &[u8]) -> Output {
+        let mut command = self.command();
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .expect("the kapauth binary built by cargo starts");
+        let mut input = child.stdin.take().expect("stdin is piped");
+        let stdin = stdin.to_vec();
+        // Written from a thread, so a child that never reads cannot block the test; the
+        // pipe closes when the thread ends, which is the end of stdin.
+        std::thread::spawn(move || {
+            let _ = input.write_all(&stdin);
+        });
+        let pid = child.id();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(child.wait_with_output());
+        });
+        match receiver.recv_timeout(READY_TIMEOUT) {
+            Ok(output) => {
+                let output = output.expect("waiting on our own child");
+                Output {
+                    code: output.status.code(),
+                    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                }
+            }
+            Err(_) => {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                panic!(
+                    "kapauth {} {:?} still ran after {READY_TIMEOUT:?}",
+                    self.program, self.args
+                );
+            }
+        }
+    }
+
     /// Readiness also waits for `msg=listening service=SERVICE`.
     pub fn wait_for(mut self, service: &str) -> Launch {
         self.services.push(service.to_string());
@@ -156,6 +202,14 @@ pub struct Exit {
     /// `None` when a signal ended the process.
     pub code: Option<i32>,
     pub stderr: Vec<String>,
+}
+
+/// What a run to completion printed, and its exit code (`None` for a signal).
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// A running `kapauth`; killed (SIGKILL) when dropped.

@@ -15,10 +15,9 @@ use super::{MetaSource, MetaUser, Unavailable};
 use crate::config::Auth;
 use crate::http::tls::TlsError;
 use crate::log;
-use crate::meta_api::{ErrorDoc, RolesDoc, UsersDoc};
+use crate::meta_api::{ErrorDoc, RolesDoc, UsersDoc, resolve_location};
 use crate::query::encode_component;
-use crate::secret::basic_header;
-use crate::secret::jwt::{self, Secret};
+use crate::secret::MetaCredentials;
 use crate::secret::password::Password;
 use crate::tls::meta_tls_config;
 
@@ -38,12 +37,6 @@ pub struct MetaClient {
     credentials: MetaCredentials,
     timeout: Duration,
     resolve_roles: bool,
-}
-
-enum MetaCredentials {
-    None,
-    Basic(String),
-    Jwt(Secret),
 }
 
 /// One attempt's result: done, worth another try after a pause, or a failure that waiting
@@ -93,15 +86,11 @@ impl MetaClient {
         } else {
             "http"
         };
-        let credentials = if !auth.meta_internal_shared_secret.is_empty() {
-            MetaCredentials::Jwt(Secret::new(
-                auth.meta_internal_shared_secret.expose().as_bytes(),
-            ))
-        } else if !auth.meta_username.is_empty() {
-            MetaCredentials::Basic(basic_header(&auth.meta_username, &auth.meta_password))
-        } else {
-            MetaCredentials::None
-        };
+        let credentials = MetaCredentials::new(
+            &auth.meta_username,
+            &auth.meta_password,
+            &auth.meta_internal_shared_secret,
+        );
         Ok(MetaClient {
             agent: config.build().new_agent(),
             base: format!("{scheme}://{}", auth.meta_addr),
@@ -160,13 +149,8 @@ impl MetaClient {
                 ));
             }
             let mut request = self.agent.get(&url).header("Accept", "application/json");
-            match &self.credentials {
-                MetaCredentials::None => {}
-                MetaCredentials::Basic(header) => request = request.header("Authorization", header),
-                MetaCredentials::Jwt(secret) => {
-                    request =
-                        request.header("Authorization", format!("Bearer {}", meta_token(secret)));
-                }
+            if let Some(authorization) = self.credentials.authorization(unix_now()) {
+                request = request.header("Authorization", authorization);
             }
             let response = request
                 .config()
@@ -182,7 +166,7 @@ impl MetaClient {
                 .get("Location")
                 .and_then(|value| value.to_str().ok())
                 .ok_or_else(|| GetError::Transient("307 without a Location".to_string()))?;
-            url = resolve(&url, location);
+            url = resolve_location(&url, location);
         }
         Err(GetError::Transient(format!(
             "more than {MAX_REDIRECTS} redirects"
@@ -197,7 +181,7 @@ impl MetaClient {
             MetaCredentials::None => {
                 "kapauth sends none: set [auth] meta-username and meta-password, or meta-internal-shared-secret"
             }
-            MetaCredentials::Basic(_) => "check [auth] meta-username / meta-password",
+            MetaCredentials::Basic { .. } => "check [auth] meta-username / meta-password",
             MetaCredentials::Jwt(_) => {
                 "check [auth] meta-internal-shared-secret against meta's own"
             }
@@ -310,16 +294,12 @@ impl MetaSource for MetaClient {
     }
 }
 
-/// `{"username":"","exp":now+5min}` signed HS512 with the internal shared secret (SPEC §4).
-fn meta_token(secret: &Secret) -> String {
-    let now = SystemTime::now()
+/// Seconds since the Unix epoch, for the meta token's `exp`.
+fn unix_now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    jwt::sign_hs512(
-        &serde_json::json!({"username": "", "exp": now + 300}),
-        secret,
-    )
+        .unwrap_or(0)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(
@@ -362,49 +342,10 @@ fn classify(error: &ureq::Error) -> GetError {
     }
 }
 
-/// A `Location` resolved against the URL that answered: absolute URLs as they are, paths
-/// on the same scheme and host.
-fn resolve(current: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return location.to_string();
-    }
-    let after_scheme = current.find("://").map(|i| i + 3).unwrap_or(0);
-    let origin_end = current[after_scheme..]
-        .find('/')
-        .map(|i| after_scheme + i)
-        .unwrap_or(current.len());
-    format!("{}{}", &current[..origin_end], location)
-}
-
 impl std::fmt::Debug for MetaClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetaClient")
             .field("base", &self.base)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locations_resolve_against_the_answering_url() {
-        let cases = [
-            (
-                "http://m1:8091/user?name=a",
-                "http://m2:8091/user?name=a",
-                "http://m2:8091/user?name=a",
-            ),
-            (
-                "http://m1:8091/user?name=a",
-                "/user?name=a",
-                "http://m1:8091/user?name=a",
-            ),
-            ("https://m1:8091/role", "/role", "https://m1:8091/role"),
-        ];
-        for (current, location, expected) in cases {
-            assert_eq!(resolve(current, location), expected);
-        }
     }
 }
