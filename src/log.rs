@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How loud a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,8 @@ pub fn error(msg: &str) -> Line {
 /// The most bytes of one value a line holds; the rest is counted, not written.
 pub const MAX_VALUE: usize = 1024;
 
-/// A logfmt value: bare when it is a simple token, otherwise quoted with `"` and `\`
+/// A logfmt value: bare when it is a simple token (printable ASCII without a space, `"` or
+/// `\`; an `=` stays bare, as Kapacitor writes `uri=/write?db=x`), otherwise quoted with `"` and `\`
 /// escaped and control, format and separator characters written as escapes. A value over
 /// `MAX_VALUE` bytes is cut at a character boundary and marked with what was left out.
 fn push_value(out: &mut String, value: &str) {
@@ -84,7 +85,7 @@ fn push_value(out: &mut String, value: &str) {
         && cut.is_empty()
         && shown
             .chars()
-            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
     if bare {
         out.push_str(shown);
         return;
@@ -150,6 +151,64 @@ pub fn rfc3339_millis(time: SystemTime) -> String {
     )
 }
 
+/// `2026-11-24T09:37:18.123456789Z` with trailing zeros of the fraction left out, as Go's
+/// `time.RFC3339Nano` writes it (Kapacitor's `start` field).
+pub fn rfc3339_nanos(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let mut text = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    );
+    text.push_str(&fraction(u128::from(since.subsec_nanos()), 1_000_000_000));
+    text.push('Z');
+    text
+}
+
+/// A duration as Go's `time.Duration.String` writes it (`0s`, `850ns`, `12.5µs`,
+/// `1.234567ms`, `2.5s`, `1m30s`, `1h0m5s`): Kapacitor's `duration` field.
+pub fn go_duration(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    match nanos {
+        0 => "0s".to_string(),
+        1..1_000 => format!("{nanos}ns"),
+        1_000..1_000_000 => format!("{}{}µs", nanos / 1_000, fraction(nanos % 1_000, 1_000)),
+        1_000_000..1_000_000_000 => format!(
+            "{}{}ms",
+            nanos / 1_000_000,
+            fraction(nanos % 1_000_000, 1_000_000)
+        ),
+        _ => {
+            let secs = duration.as_secs();
+            let (hours, minutes) = (secs / 3600, (secs / 60) % 60);
+            let seconds = format!(
+                "{}{}s",
+                secs % 60,
+                fraction(u128::from(duration.subsec_nanos()), 1_000_000_000)
+            );
+            match (hours, minutes) {
+                (0, 0) => seconds,
+                (0, _) => format!("{minutes}m{seconds}"),
+                _ => format!("{hours}h{minutes}m{seconds}"),
+            }
+        }
+    }
+}
+
+/// `.` and the digits of `part / unit` without trailing zeros, or nothing when `part` is 0.
+fn fraction(part: u128, unit: u128) -> String {
+    if part == 0 {
+        return String::new();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{part:0width$}");
+    format!(".{}", digits.trim_end_matches('0'))
+}
+
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -166,7 +225,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn check_value(value: &str, expected: &str) {
         let mut out = String::new();
@@ -180,7 +238,8 @@ mod tests {
         check_value("/kapacitor/v1/tasks", "/kapacitor/v1/tasks");
         check_value("", "\"\"");
         check_value("two words", "\"two words\"");
-        check_value("a=b", "\"a=b\"");
+        check_value("a=b", "a=b");
+        check_value("/write?db=x&rp=y", "/write?db=x&rp=y");
         check_value("say \"hi\"", "\"say \\\"hi\\\"\"");
         check_value("x\nts=1 lvl=info", "\"x\\nts=1 lvl=info\"");
         check_value("back\\slash", "\"back\\\\slash\"");
@@ -210,6 +269,41 @@ mod tests {
             &straddling,
             &format!("\"{}...(2 more bytes)\"", "a".repeat(MAX_VALUE - 1)),
         );
+    }
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        let check = |nanos: u64, expected: &str| {
+            assert_eq!(
+                go_duration(Duration::from_nanos(nanos)),
+                expected,
+                "{nanos}"
+            );
+        };
+        check(0, "0s");
+        check(1, "1ns");
+        check(999, "999ns");
+        check(1_000, "1µs");
+        check(12_500, "12.5µs");
+        check(1_234_567, "1.234567ms");
+        check(100_000_000, "100ms");
+        check(1_000_000_000, "1s");
+        check(2_500_000_000, "2.5s");
+        check(90_000_000_000, "1m30s");
+        check(3_600_000_000_000, "1h0m0s");
+        check(3_605_000_000_001, "1h0m5.000000001s");
+    }
+
+    #[test]
+    fn start_times_are_rfc3339_with_nanoseconds_trimmed() {
+        let check = |secs: u64, nanos: u32, expected: &str| {
+            let time = UNIX_EPOCH + Duration::new(secs, nanos);
+            assert_eq!(rfc3339_nanos(time), expected);
+        };
+        check(0, 0, "1970-01-01T00:00:00Z");
+        check(1_795_513_038, 123_000_000, "2026-11-24T09:37:18.123Z");
+        check(1_795_513_038, 123_456_789, "2026-11-24T09:37:18.123456789Z");
+        check(1_795_513_038, 1, "2026-11-24T09:37:18.000000001Z");
     }
 
     #[test]

@@ -1254,7 +1254,7 @@ fn past_the_failed_login_budget_a_client_gets_429_but_the_user_still_logs_in_els
         stack
             .gateway
             .count_log_lines(|line| line.contains(" status=429 ")
-                && line.contains(" user=johndoe ")
+                && line.contains(" username=johndoe ")
                 && line.contains("reason=\"too many failed logins\""))
             == 2,
         "{:#?}",
@@ -1486,13 +1486,93 @@ fn log_lines_stay_one_capped_record_each_under_hostile_names_and_paths() {
     }
     let logged = lines.join("\n");
     for expected in [
-        "user=\"evil\\u{202e}name\\u{2028}ts=1 lvl=error\"",
-        "user=\"line\\nbreak\"",
+        "username=\"evil\\u{202e}name\\u{2028}ts=1 lvl=error\"",
+        "username=\"line\\nbreak\"",
         "...(3976 more bytes)\"",
         "...(5990 more bytes)\"",
-        "path=/kapacitor/v1/tasks ",
+        "uri=/kapacitor/v1/tasks ",
     ] {
         assert!(logged.contains(expected), "{expected:?} not in {logged}");
+    }
+}
+
+#[test]
+fn the_access_line_has_kapacitors_keys_and_the_request_id_the_client_received() {
+    // An upstream that names its answers as Kapacitor does, and the echo, which does not.
+    let named = raw_upstream::RawUpstream::start(|mut connection| {
+        while let Some(seen) = connection.read_request() {
+            let answer = format!(
+                "HTTP/1.1 204 No Content\r\nRequest-Id: kapacitor-{}\r\n\r\n",
+                seen.target.len()
+            );
+            if connection.send(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let dir = TempDir::new("access-line");
+    let meta = start_meta(&dir);
+    create_user(meta.addr(), "johndoe", "pa5sw0Rd", KAPACITOR);
+    let echo = Echo::start();
+    for (upstream, expected_id) in [(named.url(), Some("kapacitor-23")), (echo.url(), None)] {
+        let gateway = gateway_launch(meta.addr(), &echo)
+            .set("gateway.upstream", &upstream)
+            .start();
+        let response = request(
+            gateway.addr(),
+            "GET",
+            "/kapacitor/v1/tasks?u=johndoe&p=pa5sw0Rd&x=1",
+            &[
+                ("Referer", "http://chronograf/"),
+                ("User-Agent", "kapacitor-cli/1.7"),
+            ],
+            b"",
+        );
+        assert!(matches!(response.status, 200 | 204), "{response:?}");
+        let id = response
+            .header("Request-Id")
+            .expect("a Request-Id")
+            .to_string();
+        if let Some(expected) = expected_id {
+            assert_eq!(id, expected, "Kapacitor's id is passed through");
+        }
+        let line = gateway
+            .wait_for_log_lines(1, |line| line.contains("msg=\"http request\""))
+            .remove(0);
+        let keys: Vec<&str> = line
+            .split(' ')
+            .filter_map(|pair| pair.split_once('=').map(|(key, _)| key))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "ts",
+                "lvl",
+                "msg",
+                "service",
+                "host",
+                "username",
+                "start",
+                "method",
+                "uri",
+                "protocol",
+                "status",
+                "referer",
+                "user-agent",
+                "request-id",
+                "duration"
+            ],
+            "{line}"
+        );
+        for expected in [
+            " service=http host=127.0.0.1 username=johndoe start=",
+            " method=GET uri=/kapacitor/v1/tasks?x=1 protocol=HTTP/1.1 ",
+            " referer=http://chronograf/ user-agent=kapacitor-cli/1.7 ",
+            &format!(" request-id={id} duration="),
+        ] {
+            assert!(line.contains(expected), "{expected:?} not in {line}");
+        }
+        assert!(!line.contains("pa5sw0Rd"), "{line}");
     }
 }
 
@@ -1744,9 +1824,9 @@ fn an_unread_chunked_body_is_never_parsed_as_the_next_request() {
     let _ = stream.read_to_end(&mut answers);
     stack
         .gateway
-        .wait_for_log_lines(1, |line| line.contains("path=/kapauth/health "));
+        .wait_for_log_lines(1, |line| line.contains("uri=/kapauth/health "));
     stack.gateway.wait_for_log_lines(1, |line| {
-        line.contains("path=/kapacitor/v1/tasks status=401")
+        line.contains("uri=/kapacitor/v1/tasks protocol=HTTP/1.1 status=401")
     });
     assert_eq!(stack.echo.requests(), 0, "{:#?}", stack.gateway.log_lines());
     assert!(

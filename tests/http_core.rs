@@ -1182,7 +1182,7 @@ fn a_target_with_a_hash_gets_400_and_never_puts_its_query_in_the_log() {
         line.contains("msg=\"http request\"") && line.contains("status=400")
     });
     assert!(
-        access[0].contains(" path=/kapacitor/v1/tasks "),
+        access[0].contains(" uri=/kapacitor/v1/tasks "),
         "{access:?}"
     );
     let leaked: Vec<String> = served

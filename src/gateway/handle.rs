@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::gateway::authenticate::{AuthError, Authenticator};
 use crate::gateway::authorize::{self, Decision, Denial};
@@ -45,6 +45,7 @@ struct Story {
 /// Serves one request: decides, answers or forwards, writes one access line.
 pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
     let started = Instant::now();
+    let start = SystemTime::now();
     let id = gateway.ids.next();
     let mut story = Story {
         user: "-".to_string(),
@@ -67,7 +68,7 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
         split,
         &mut story,
     ) {
-        Verdict::Answer(reply) => reply_response(reply, &id),
+        Verdict::Answer(reply) => reply_response(reply),
         Verdict::Forward => {
             let forward_target = forward::forward_target(raw_path, raw_query);
             match forward::forward(&gateway.upstream, &mut request, &method, &forward_target) {
@@ -75,26 +76,41 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
                 Err(error) => {
                     let (reason, reply) = forward_failure(gateway.upstream.name(), error);
                     story.reason = Some(reason);
-                    reply_response(reply, &id)
+                    reply_response(reply)
                 }
             }
         }
     };
-    let remote = request.remote;
+    // The id the client receives is the one logged: Kapacitor's own when it sent one (it
+    // makes a new one for every request), else kapauth's, added to the answer.
+    let mut response = response;
+    let request_id = match response.fields.get_str("Request-Id") {
+        Some(upstream_id) => upstream_id.to_string(),
+        None => {
+            response.fields.push("Request-Id", id.as_bytes());
+            id
+        }
+    };
+    let line = gateway.log_enabled.then(|| AccessLine {
+        host: request.remote.ip(),
+        start,
+        method: &method,
+        uri: logged_uri(raw_path, raw_query),
+        protocol: request.head.version.as_str(),
+        referer: request.head.fields.get_str("Referer").map(str::to_string),
+        user_agent: request
+            .head
+            .fields
+            .get_str("User-Agent")
+            .map(str::to_string),
+    });
     let delivered = request.respond(response);
     if let Some(error) = delivered.error() {
         story.reason = Some(format!("response not delivered: {error}"));
     }
-    access_line(
-        gateway,
-        &id,
-        remote,
-        &method,
-        raw_path,
-        delivered.status(),
-        started,
-        &story,
-    );
+    if let Some(line) = line {
+        line.emit(&story, delivered.status(), &request_id, started.elapsed());
+    }
     delivered
 }
 
@@ -226,13 +242,12 @@ fn denial_reason(denial: &Denial) -> String {
     }
 }
 
-/// A reply kapauth wrote itself, with its `Request-Id`.
-fn reply_response(reply: Reply, id: &str) -> Response<'static> {
+/// A reply kapauth wrote itself; `handle` adds its `Request-Id`.
+fn reply_response(reply: Reply) -> Response<'static> {
     let mut fields = Fields::with_capacity(128, reply.headers.len() + 1);
     for (name, value) in &reply.headers {
         fields.push(name, value.as_bytes());
     }
-    fields.push("Request-Id", id.as_bytes());
     Response {
         status: reply.status,
         reason: String::new(),
@@ -241,36 +256,47 @@ fn reply_response(reply: Reply, id: &str) -> Response<'static> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn access_line(
-    gateway: &Gateway,
-    id: &str,
-    remote: std::net::SocketAddr,
-    method: &str,
-    raw_path: &str,
-    status: u16,
-    started: Instant,
-    story: &Story,
-) {
-    if !gateway.log_enabled {
-        return;
+/// What Kapacitor's `http request` line says of a request, taken before the body is
+/// read; `emit` adds the outcome.
+struct AccessLine<'a> {
+    host: IpAddr,
+    start: SystemTime,
+    method: &'a str,
+    uri: String,
+    protocol: &'static str,
+    referer: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl AccessLine<'_> {
+    /// Kapacitor's keys in Kapacitor's order (`services/httpd`), `-` for what is absent,
+    /// then kapauth's `reason` when there is one. log.rs escapes and caps each value.
+    fn emit(self, story: &Story, status: u16, request_id: &str, duration: Duration) {
+        let mut line = log::info("http request")
+            .field("service", "http")
+            .field("host", self.host)
+            .field("username", &story.user)
+            .field("start", log::rfc3339_nanos(self.start))
+            .field("method", self.method)
+            .field("uri", &self.uri)
+            .field("protocol", self.protocol)
+            .field("status", status)
+            .field("referer", self.referer.as_deref().unwrap_or("-"))
+            .field("user-agent", self.user_agent.as_deref().unwrap_or("-"))
+            .field("request-id", request_id)
+            .field("duration", log::go_duration(duration));
+        if let Some(reason) = &story.reason {
+            line = line.field("reason", reason);
+        }
+        line.emit();
     }
-    let mut line = log::info("http request")
-        .field("service", "gateway")
-        .field("request-id", id)
-        .field("remote", remote)
-        .field("user", &story.user)
-        .field("method", method)
-        .field("path", raw_path)
-        .field("status", status)
-        .field(
-            "duration",
-            format!("{:.3}ms", started.elapsed().as_secs_f64() * 1000.0),
-        );
-    if let Some(reason) = &story.reason {
-        line = line.field("reason", reason);
-    }
-    line.emit();
+}
+
+/// The request URI as logged: the path and the query without `u` and `p` (so never a
+/// password), as Kapacitor would route it; for a target that was refused, only what comes
+/// before a `?` or `#`.
+fn logged_uri(raw_path: &str, raw_query: Option<&str>) -> String {
+    forward::forward_target(raw_path, raw_query)
 }
 
 /// Request ids: a random per-process prefix and a counter, shaped like a UUID.
