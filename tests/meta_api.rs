@@ -340,6 +340,67 @@ fn permissions_are_added_and_removed_on_all_databases_and_on_one_database() {
 }
 
 #[test]
+fn every_change_is_audited_with_actor_action_target_permissions_and_outcome() {
+    let meta = Meta::with_admin();
+    meta.create_user("bob", "bob-pass");
+    meta.grant_user("bob", r#"{"":["KapacitorAPI"],"db1":["WriteData"]}"#);
+    meta.post_ok(
+        "/user",
+        r#"{"action":"change-password","user":{"name":"bob","password":"bob-new-pass"}}"#,
+    );
+    meta.post_ok("/role", r#"{"action":"create","role":{"name":"ops"}}"#);
+    meta.post_ok(
+        "/role",
+        r#"{"action":"add-users","role":{"name":"ops","users":["bob"]}}"#,
+    );
+    // Refused (no credentials), invalid, and a change that does not fit the store.
+    let anonymous = request(
+        meta.addr(),
+        "POST",
+        "/user",
+        &[],
+        br#"{"action":"delete","user":{"name":"bob"}}"#,
+    );
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+    let invalid = meta.post_as(
+        ADMIN,
+        "/user",
+        &[],
+        r#"{"action":"create","user":{"name":"x","password":12345}}"#,
+    );
+    assert_eq!(invalid.status, 400, "{invalid:?}");
+    let missing = meta.post_as(
+        ADMIN,
+        "/role",
+        &[],
+        r#"{"action":"delete","role":{"name":"nosuch"}}"#,
+    );
+    assert_eq!(missing.status, 404, "{missing:?}");
+
+    let audit = meta
+        .server
+        .wait_for_log_lines(9, |line| line.contains("msg=\"meta change\""));
+    let expected = [
+        "actor=- action=create user=admin permissions=\"(every permission: first user)\" outcome=ok",
+        "actor=admin action=create user=bob outcome=ok",
+        "actor=admin action=add-permissions user=bob permissions=KapacitorAPI@*,WriteData@db1 outcome=ok",
+        "actor=admin action=change-password user=bob outcome=ok",
+        "actor=admin action=create role=ops outcome=ok",
+        "actor=admin action=add-users role=ops users=bob outcome=ok",
+        "actor=- path=/user outcome=\"refused (401)\"",
+        "actor=admin path=/user outcome=\"invalid (400)\"",
+        "actor=admin action=delete role=nosuch outcome=\"refused (404): role \\\"nosuch\\\" not found\"",
+    ];
+    for (line, expected) in audit.iter().zip(expected) {
+        assert!(
+            line.ends_with(&format!("msg=\"meta change\" service=meta {expected}")),
+            "expected {expected:?} in {line}"
+        );
+    }
+    meta.assert_no_secrets_logged(&["changeit", "bob-pass", "bob-new-pass", "12345"]);
+}
+
+#[test]
 fn change_password_makes_the_old_password_fail_and_the_new_one_work() {
     let meta = Meta::with_admin();
     meta.create_user("bob", "bob-old-pass");

@@ -6,6 +6,7 @@
 
 mod access;
 mod actions;
+mod audit;
 pub mod disk;
 pub mod routes;
 pub mod store;

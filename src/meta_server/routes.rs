@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::MetaServer;
 use super::access::{Access, Need, Principal, Refusal, access};
 use super::actions::{Action, ActionError, Entity, action, first_user};
+use super::audit;
 use super::store::{State, StoreError};
 use crate::http::{Body, Delivered, Fields, Request, RequestBody, Response};
 use crate::log;
@@ -70,11 +71,7 @@ pub fn handle(meta: &MetaServer, mut request: Request<'_>) -> Delivered {
             (reply, principal)
         }
     };
-    let user = match &principal {
-        Principal::Anonymous => "-".to_string(),
-        Principal::User(name) => name.clone(),
-        Principal::Internal => "(internal)".to_string(),
-    };
+    let user = actor(&principal);
     let mut line = log::info("meta request")
         .field("service", "meta")
         .field("remote", request.remote)
@@ -202,16 +199,35 @@ fn route(
         }
         _ => Vec::new(),
     };
+    let actor = actor(principal);
     match (access, route) {
+        (Access::Refused(refusal), Route::Change(_)) => {
+            let reply = refused(&refusal);
+            audit::emit(&actor, path, None, &format!("refused ({})", reply.status));
+            reply
+        }
         (Access::Refused(refusal), _) => refused(&refusal),
-        (Access::Bootstrap, Route::Change(Entity::User)) => change(meta, first_user(&body)),
+        (Access::Bootstrap, Route::Change(Entity::User)) => {
+            change(meta, &actor, path, first_user(&body))
+        }
         // `bootstrap` is only ever true for `POST /user`; refuse should that change.
         (Access::Bootstrap, _) => refused(&Refusal::Unauthenticated),
         (Access::Granted, Route::Ping) => empty(204),
         (Access::Granted, Route::Users) => read_users(state, query),
         (Access::Granted, Route::Roles) => read_roles(state, query),
         (Access::Granted, Route::Authorized) => authorized(state, query),
-        (Access::Granted, Route::Change(entity)) => change(meta, action(entity, &body)),
+        (Access::Granted, Route::Change(entity)) => {
+            change(meta, &actor, path, action(entity, &body))
+        }
+    }
+}
+
+/// Who a request came from, for the access and audit lines.
+fn actor(principal: &Principal) -> String {
+    match principal {
+        Principal::Anonymous => "-".to_string(),
+        Principal::User(name) => name.clone(),
+        Principal::Internal => "(internal)".to_string(),
     }
 }
 
@@ -271,29 +287,48 @@ impl Route {
     }
 }
 
-/// Makes the change `action` asks for: hashes its password, if any, then applies it.
-fn change(meta: &MetaServer, action: Result<Action, ActionError>) -> Reply {
+/// Makes the change `action` asks for: hashes its password, if any, then applies it, and
+/// writes its audit line.
+fn change(
+    meta: &MetaServer,
+    actor: &str,
+    path: &str,
+    action: Result<Action, ActionError>,
+) -> Reply {
     let action = match action {
         Ok(action) => action,
-        Err(action_error) => return invalid(&action_error),
+        Err(action_error) => {
+            let reply = invalid(&action_error);
+            audit::emit(actor, path, None, &format!("invalid ({})", reply.status));
+            return reply;
+        }
     };
     // bcrypt runs here, before the store's lock is taken (SPEC §8 concurrency).
     let Ok(mutation) = action.into_mutation(|password| meta.hash(password)) else {
+        audit::emit(actor, path, None, "failed (500): cannot hash the password");
         return error(500, "cannot hash the password");
     };
-    match meta.mutate(&mutation) {
-        Ok(()) => empty(200),
-        Err(super::MutateError::Store(store_error)) => store_reply(&store_error),
+    let described = audit::describe(&mutation);
+    let (reply, outcome) = match meta.mutate(&mutation) {
+        Ok(()) => (empty(200), "ok".to_string()),
+        Err(super::MutateError::Store(store_error)) => {
+            let reply = store_reply(&store_error);
+            let outcome = format!("refused ({}): {store_error}", reply.status);
+            (reply, outcome)
+        }
         Err(super::MutateError::Disk(disk_error)) => {
             log::error("cannot save the meta store")
                 .field("error", disk_error)
                 .emit();
-            error(
+            let reply = error(
                 500,
                 "the meta store could not be saved; the change was not made",
-            )
+            );
+            (reply, "failed (500): not saved".to_string())
         }
-    }
+    };
+    audit::emit(actor, path, Some(&described), &outcome);
+    reply
 }
 
 fn refused(refusal: &Refusal) -> Reply {
