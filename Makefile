@@ -16,8 +16,9 @@ run: build
 	./target/release/kapauth serve --config etc/kapauth.conf
 
 # Every test: unit tests beside the code, black-box tests in tests/ against the real binary.
+# scripts/test-deps installs what the tests call besides cargo (cached in ~/.cache/kapauth).
 test:
-	$(CARGO) test --locked --all-targets
+	KAPAUTH_TEST_PYTHON="$$(./scripts/test-deps | tail -n 1)" $(CARGO) test --locked --all-targets
 
 lint:
 	$(CARGO) fmt --check

@@ -13,6 +13,7 @@ pub mod http;
 pub mod log;
 pub mod meta_api;
 pub mod meta_server;
+pub mod metrics;
 pub mod query;
 pub mod secret;
 pub mod serve;

@@ -11,8 +11,10 @@ use crate::gateway::authenticate::meta_client::MetaClient;
 use crate::gateway::authenticate::throttle::Budget;
 use crate::gateway::authenticate::{Authenticator, MetaSource, MetaUser, Settings, Unavailable};
 use crate::gateway::handle::{self, Gateway, RequestIds};
+use crate::gateway::metrics::RequestStats;
 use crate::gateway::respond;
 use crate::http::client::Upstream;
+use crate::http::server::CoreStats;
 use crate::http::{self, Limits, Request};
 use crate::log;
 use crate::meta_server::MetaServer;
@@ -103,11 +105,15 @@ fn start(config: &Config) -> Result<(), String> {
         upstream_tls,
         config.gateway.max_concurrent_requests,
     )?;
+    let core = Arc::new(CoreStats::default());
     let gateway = Arc::new(Gateway {
         authenticator,
         upstream,
         log_enabled: config.http.log_enabled,
         ids: RequestIds::new(u64::from_be_bytes(prefix)),
+        metrics_enabled: config.gateway.metrics_enabled,
+        requests: RequestStats::default(),
+        core: Arc::clone(&core),
     });
     let listener = http::server::bind("gateway", &config.http.bind_address, gateway_tls)
         .map_err(|e| format!("listen on {}: {e}", config.http.bind_address))?;
@@ -120,6 +126,7 @@ fn start(config: &Config) -> Result<(), String> {
         max_in_flight: config.gateway.max_concurrent_requests,
         busy_message: respond::OVERLOADED,
         log: config.http.log_enabled,
+        stats: core,
     };
     let handler = move |request: Request<'_>| handle::handle(&gateway, request);
     http::server::serve(listener, "gateway", limits, Arc::new(handler));

@@ -1577,6 +1577,131 @@ fn the_access_line_has_kapacitors_keys_and_the_request_id_the_client_received() 
 }
 
 #[test]
+fn metrics_count_requests_logins_and_lookups_in_the_prometheus_text_format() {
+    let stack = Stack::start(&[]);
+    stack.create_user("johndoe", "pa5sw0Rd", KAPACITOR);
+    stack.create_user("nobody", "pa5sw0Rd", &[]);
+    let before = scrape(stack.gateway.addr(), "/kapauth/metrics");
+    let johndoe = basic("johndoe", "pa5sw0Rd");
+    for _ in 0..3 {
+        assert_eq!(stack.get(TASKS, &[("Authorization", &johndoe)]).status, 200);
+    }
+    assert_eq!(
+        stack
+            .get(TASKS, &[("Authorization", &basic("johndoe", "wrong"))])
+            .status,
+        401
+    );
+    assert_eq!(
+        stack
+            .get(TASKS, &[("Authorization", &basic("nobody", "pa5sw0Rd"))])
+            .status,
+        403
+    );
+    assert_eq!(stack.get("/kapacitor/v1/a/../b", &[]).status, 400);
+    let after = scrape(stack.gateway.addr(), "/kapauth/metrics");
+    let moved = |sample: &str| {
+        after.get(sample).copied().unwrap_or(-1.0) - before.get(sample).copied().unwrap_or(0.0)
+    };
+    for (sample, expected) in [
+        ("kapauth_requests_total{outcome=forwarded}", 3.0),
+        ("kapauth_requests_total{outcome=unauthorized}", 1.0),
+        ("kapauth_requests_total{outcome=forbidden}", 1.0),
+        ("kapauth_requests_total{outcome=bad_request}", 1.0),
+        // The scrape before is counted by the scrape after.
+        ("kapauth_requests_total{outcome=own_endpoint}", 1.0),
+        ("kapauth_request_duration_seconds_count", 7.0),
+        ("kapauth_meta_lookups_total{result=found}", 2.0),
+        ("kapauth_cache_requests_total{result=miss}", 2.0),
+        ("kapauth_cache_requests_total{result=hit}", 3.0),
+        // The two first logins, the wrong password against the cached hash.
+        ("kapauth_bcrypt_runs_total", 3.0),
+        ("kapauth_meta_lookup_duration_seconds_count", 2.0),
+    ] {
+        assert_eq!(moved(sample), expected, "{sample}: {after:#?}");
+    }
+    assert_eq!(after["kapauth_cache_entries"], 2.0);
+    assert!(after["kapauth_open_connections"] >= 1.0);
+    assert!(after.contains_key("kapauth_http_refusals_total{status=431}"));
+    let labels = after
+        .keys()
+        .filter(|sample| sample.contains('{'))
+        .cloned()
+        .collect::<Vec<_>>();
+    assert!(
+        !labels
+            .iter()
+            .any(|sample| sample.contains("johndoe") || sample.contains("/kapacitor")),
+        "a user or a path in a label: {labels:?}"
+    );
+
+    // The meta API's own.
+    let meta = scrape(stack.meta.addr(), "/metrics");
+    assert!(
+        meta["kapauth_meta_changes_total{action=create}"] >= 3.0,
+        "{meta:#?}"
+    );
+    assert!(
+        meta["kapauth_meta_logins_total{result=ok}"] >= 1.0,
+        "{meta:#?}"
+    );
+
+    // Off: the path is one of kapauth's own, and there is no such endpoint.
+    let off = gateway_launch(stack.meta.addr(), &stack.echo)
+        .set("gateway.metrics-enabled", "false")
+        .start();
+    assert_eq!(
+        request(off.addr(), "GET", "/kapauth/metrics", &[], b"").status,
+        404
+    );
+}
+
+/// Scrapes `path` and reads it with the prometheus-client package's own text parser: each
+/// sample as `name{label=value,...}` (labels sorted, unquoted) and its value.
+fn scrape(addr: SocketAddr, path: &str) -> std::collections::BTreeMap<String, f64> {
+    let response = request(addr, "GET", path, &[], b"");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let python = std::env::var("KAPAUTH_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let program = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for sample in family.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+        print(f"{sample.name}{{{labels}}}" if labels else sample.name, sample.value)
+"#;
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", program])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("run {python} (make test installs it): {error}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&response.body)
+        .expect("write the scrape");
+    let output = child.wait_with_output().expect("the parser's output");
+    assert!(
+        output.status.success(),
+        "prometheus-client refused the scrape ({}; run make test to install it):\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        response.text()
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .map(|(sample, value)| (sample.to_string(), value.parse().expect("a number")))
+        .collect()
+}
+
+#[test]
 fn tls_material_meta_would_fail_on_is_refused_at_check_config_naming_the_key() {
     let dir = TempDir::new("meta-tls-material");
     let pki = certs::make_pki(&dir.join("certs"), "check-ca");

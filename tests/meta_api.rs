@@ -1411,7 +1411,7 @@ fn an_unknown_path_is_404_naming_the_endpoints() {
     assert_json(
         &meta.get_as(ADMIN, "/users"),
         404,
-        r#"{"error":"no such endpoint \"/users\"; the meta API serves /ping, /user, /role and /authorized"}"#,
+        r#"{"error":"no such endpoint \"/users\"; the meta API serves /ping, /user, /role, /authorized and /metrics"}"#,
     );
     meta.assert_still_serving();
 }

@@ -223,7 +223,7 @@ default-retention-policy = ""
         );
         check_error(
             "[gateway]\nupstrem = \"http://127.0.0.1:9093\"\n",
-            "unknown key [gateway] upstrem (k.conf line 2); known keys: upstream, max-concurrent-requests, upstream-timeout, upstream-ca",
+            "unknown key [gateway] upstrem (k.conf line 2); known keys: upstream, max-concurrent-requests, upstream-timeout, upstream-ca, metrics-enabled",
         );
         check_error(
             "[meta]\ndir = \"/x\"\n[meta]\ndir = \"/y\"\n",

@@ -101,6 +101,8 @@ pub struct Gateway {
     pub upstream_timeout: Duration,
     /// CA bundle for an `https://` upstream; `None` trusts the web PKI roots.
     pub upstream_ca: Option<PathBuf>,
+    /// Whether `GET /kapauth/metrics` answers (else 404).
+    pub metrics_enabled: bool,
 }
 
 /// `[meta]`: the meta server, run by `kapauth meta` or embedded in `serve`.
@@ -339,6 +341,7 @@ pub const KEYS: &[KeySpec] = &[
     ),
     spec("gateway", "upstream-timeout", Kind::Duration, "60s"),
     spec("gateway", "upstream-ca", Kind::Text, ""),
+    spec("gateway", "metrics-enabled", Kind::Bool, "true"),
     spec("meta", "bind-address", Kind::Text, "127.0.0.1:8091"),
     spec("meta", "dir", Kind::Text, "/var/lib/kapauth/meta"),
     spec("meta", "bcrypt-cost", COST, "10"),
@@ -455,6 +458,7 @@ impl Effective {
                 max_concurrent_requests: self.int("gateway", "max-concurrent-requests") as usize,
                 upstream_timeout: self.positive_duration("gateway", "upstream-timeout")?,
                 upstream_ca: self.path("gateway", "upstream-ca"),
+                metrics_enabled: self.bool("gateway", "metrics-enabled"),
             },
             meta: Meta {
                 bind_address: self.bind_address("meta", "bind-address")?,

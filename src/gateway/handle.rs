@@ -4,6 +4,7 @@
 //! credential.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,9 +12,11 @@ use crate::gateway::authenticate::{AuthError, Authenticator};
 use crate::gateway::authorize::{self, Decision, Denial};
 use crate::gateway::credentials::{Credentials, parse_credentials};
 use crate::gateway::forward::{self, ForwardError};
+use crate::gateway::metrics::{self, RequestStats};
 use crate::gateway::request_path::{NonCanonical, canonical_path, split_target};
 use crate::gateway::respond::{self, Reply};
 use crate::http::client::Upstream;
+use crate::http::server::CoreStats;
 use crate::http::{Body, Delivered, Fields, Request, RequestHead, Response};
 use crate::log;
 use crate::query::query_value;
@@ -25,6 +28,11 @@ pub struct Gateway {
     pub upstream: Upstream,
     pub log_enabled: bool,
     pub ids: RequestIds,
+    /// `[gateway] metrics-enabled`: whether `/kapauth/metrics` answers.
+    pub metrics_enabled: bool,
+    pub requests: RequestStats,
+    /// The gateway listener's own counts, shared with the HTTP core.
+    pub core: Arc<CoreStats>,
 }
 
 /// What the checks decided: answer here, or forward. Forwarding is the outcome the code
@@ -61,6 +69,7 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
         // password must not carry it into the access line.
         Err(_) => (target.split(['?', '#']).next().unwrap_or_default(), None),
     };
+    let mut forwarded = false;
     let response = match decide(
         gateway,
         &request.head,
@@ -70,10 +79,12 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
     ) {
         Verdict::Answer(reply) => reply_response(reply),
         Verdict::Forward => {
+            forwarded = true;
             let forward_target = forward::forward_target(raw_path, raw_query);
             match forward::forward(&gateway.upstream, &mut request, &method, &forward_target) {
                 Ok(response) => response,
                 Err(error) => {
+                    forwarded = false;
                     let (reason, reply) = forward_failure(gateway.upstream.name(), error);
                     story.reason = Some(reason);
                     reply_response(reply)
@@ -105,6 +116,8 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
             .map(str::to_string),
     });
     let delivered = request.respond(response);
+    gateway.requests.count(forwarded, delivered.status());
+    gateway.requests.duration.observe(started.elapsed());
     if let Some(error) = delivered.error() {
         story.reason = Some(format!("response not delivered: {error}"));
     }
@@ -140,10 +153,17 @@ fn decide(
     };
     // kapauth's own endpoints never reach Kapacitor (SPEC §6).
     if path == "/kapauth" || path.starts_with("/kapauth/") {
-        return Verdict::Answer(if method == "GET" && path == "/kapauth/health" {
-            respond::health()
-        } else {
-            respond::own_path_not_found()
+        return Verdict::Answer(match (method, path.as_ref()) {
+            ("GET", "/kapauth/health") => respond::health(),
+            ("GET", "/kapauth/metrics") if gateway.metrics_enabled => {
+                respond::metrics(metrics::render(
+                    &gateway.requests,
+                    gateway.authenticator.as_ref(),
+                    &gateway.core,
+                    &gateway.upstream,
+                ))
+            }
+            _ => respond::own_path_not_found(),
         });
     }
     // Kapacitor answers every preflight before authentication (SPEC §2). Exactly

@@ -6,5 +6,6 @@ pub mod authorize;
 pub mod credentials;
 pub mod forward;
 pub mod handle;
+pub mod metrics;
 pub mod request_path;
 pub mod respond;

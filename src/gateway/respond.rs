@@ -56,6 +56,15 @@ pub fn denied(user: &str, denial: &Denial) -> Reply {
     }
 }
 
+/// 200 with a scrape of `/kapauth/metrics`, in the Prometheus text format (kapauth).
+pub fn metrics(text: String) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![("Content-Type", crate::metrics::CONTENT_TYPE.to_string())],
+        body: text,
+    }
+}
+
 /// 400 for a path that is not canonical (SPEC §7).
 pub fn non_canonical_path() -> Reply {
     json_error(400, "non-canonical request path")

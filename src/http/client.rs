@@ -128,6 +128,14 @@ impl Upstream {
         &self.url
     }
 
+    /// Kept-alive connections waiting in the pool, for metrics.
+    pub fn idle_connections(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     /// Sends `method target` with `fields` (plus `Host` and the body's framing) and
     /// returns the answer once its head has arrived.
     pub fn send<'u>(

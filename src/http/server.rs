@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,42 @@ pub struct Limits {
     pub busy_message: &'static str,
     /// Whether refused requests get a log line.
     pub log: bool,
+    /// Where the listener counts its connections and refusals, for metrics.
+    pub stats: Arc<CoreStats>,
+}
+
+/// The statuses of the answers the core writes itself (SPEC §10).
+pub const REFUSAL_STATUSES: [u16; 8] = [400, 408, 413, 414, 431, 501, 503, 505];
+
+/// What a listener counts: its open connections, and the requests it answered itself
+/// (framing, limits, capacity), by status. Read by `/kapauth/metrics`.
+#[derive(Debug, Default)]
+pub struct CoreStats {
+    open: AtomicUsize,
+    refused: [AtomicU64; REFUSAL_STATUSES.len()],
+}
+
+impl CoreStats {
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Each status of `REFUSAL_STATUSES` and how many answers had it.
+    pub fn refusals(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        REFUSAL_STATUSES
+            .iter()
+            .zip(&self.refused)
+            .map(|(status, count)| (*status, count.load(Ordering::Relaxed)))
+    }
+
+    fn count_refusal(&self, status: u16) {
+        // A status outside the list counts as a 400, the core's catch-all.
+        let index = REFUSAL_STATUSES
+            .iter()
+            .position(|known| *known == status)
+            .unwrap_or(0);
+        self.refused[index].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A bound listener, ready to serve.
@@ -123,7 +159,6 @@ pub fn serve(listener: Listener, service: &'static str, limits: Limits, handler:
         limits,
         handler,
         tls: listener.tls,
-        open: AtomicUsize::new(0),
         clients: Mutex::new(HashMap::new()),
         in_flight: AtomicUsize::new(0),
         refusals_logged: Mutex::new((None, 0)),
@@ -365,7 +400,6 @@ struct Shared {
     limits: Limits,
     handler: Arc<dyn Handler>,
     tls: Option<Arc<ServerConfig>>,
-    open: AtomicUsize,
     clients: Mutex<HashMap<IpAddr, Arc<Client>>>,
     in_flight: AtomicUsize,
     /// When the last refusal was logged, and how many were not logged since.
@@ -446,6 +480,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, remote: SocketAddr) {
 /// A 503 written without waiting and without a thread, then the connection is closed.
 /// Over TLS nothing can be written before a handshake, so the connection just closes.
 fn refuse(shared: &Shared, stream: TcpStream, remote: SocketAddr, message: &str) {
+    shared.limits.stats.count_refusal(503);
     if shared.limits.log {
         // At most one line a second: a flood of refusals must not become a flood of logs.
         let mut logged = shared
@@ -502,8 +537,8 @@ struct Slot {
 impl Slot {
     fn claim(shared: &Arc<Shared>, key: IpAddr) -> Result<Slot, &'static str> {
         let limits = &shared.limits;
-        if shared.open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
-            shared.open.fetch_sub(1, Ordering::AcqRel);
+        if shared.limits.stats.open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+            shared.limits.stats.open.fetch_sub(1, Ordering::AcqRel);
             return Err("kapauth is at max-connections; retry shortly");
         }
         let mut clients = shared
@@ -513,7 +548,7 @@ impl Slot {
         let client = clients.entry(key).or_default();
         if client.connections.load(Ordering::Acquire) >= limits.max_connections_per_client {
             drop(clients);
-            shared.open.fetch_sub(1, Ordering::AcqRel);
+            shared.limits.stats.open.fetch_sub(1, Ordering::AcqRel);
             return Err("kapauth is at max-connections-per-client for this address; retry shortly");
         }
         client.connections.fetch_add(1, Ordering::AcqRel);
@@ -536,7 +571,7 @@ impl Drop for Slot {
             clients.remove(&self.key);
         }
         drop(clients);
-        self.shared.open.fetch_sub(1, Ordering::AcqRel);
+        self.shared.limits.stats.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -673,6 +708,7 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, slot
                 let _delivered = shared.handler.handle(request);
             }
             None => {
+                shared.limits.stats.count_refusal(503);
                 let mut fields = Fields::default();
                 fields.push("Content-Type", super::JSON.as_bytes());
                 fields.push("Retry-After", b"1");
@@ -825,6 +861,7 @@ impl Connection {
 
     /// Answers a request the core refused itself, then closes.
     fn refuse(&mut self, shared: &Shared, remote: SocketAddr, status: u16, message: &str) {
+        shared.limits.stats.count_refusal(status);
         if shared.limits.log {
             log::info("http request refused")
                 .field("service", shared.service)

@@ -16,8 +16,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::config::{self, Config};
+use crate::http::server::CoreStats;
 use crate::http::{self, Limits, Request};
 use crate::log;
+use crate::metrics::{Counter, Exposition};
 use crate::secret::jwt::Secret;
 use crate::secret::password::{Password, hash_bcrypt};
 use disk::{Disk, DiskError};
@@ -37,6 +39,91 @@ pub struct MetaServer {
     /// Told the users each change affects, after the change is published; `serve` uses it
     /// to drop their cache entries at once (SPEC §4, kapauth).
     on_change: OnceLock<Watcher>,
+    /// What `GET /metrics` reports.
+    pub stats: MetaStats,
+}
+
+/// The actions counted by `kapauth_meta_changes_total`, in the order they are written.
+pub const ACTIONS: [&str; 7] = [
+    "create",
+    "delete",
+    "change-password",
+    "add-permissions",
+    "remove-permissions",
+    "add-users",
+    "remove-users",
+];
+
+/// What the meta API counts (kapauth).
+#[derive(Debug, Default)]
+pub struct MetaStats {
+    /// Changes made, by action (`ACTIONS`).
+    pub changes: [Counter; ACTIONS.len()],
+    /// Changes asked for and not made: refused, invalid, failed.
+    pub rejected_changes: [Counter; 3],
+    pub logins_ok: Counter,
+    pub logins_failed: Counter,
+    pub core: Arc<CoreStats>,
+}
+
+impl MetaStats {
+    /// The scrape of `GET /metrics`.
+    pub fn render(&self) -> String {
+        let mut exposition = Exposition::default();
+        exposition
+            .counters(
+                "kapauth_meta_changes_total",
+                "Changes the meta API made, by action.",
+                "action",
+                ACTIONS
+                    .iter()
+                    .zip(&self.changes)
+                    .map(|(action, count)| (*action, count.get())),
+            )
+            .counters(
+                "kapauth_meta_rejected_changes_total",
+                "Changes asked for and not made: refused (credentials, or the store), invalid (the body), failed (the disk).",
+                "outcome",
+                ["refused", "invalid", "failed"]
+                    .into_iter()
+                    .zip(&self.rejected_changes)
+                    .map(|(outcome, count)| (outcome, count.get())),
+            )
+            .counters(
+                "kapauth_meta_logins_total",
+                "Basic-credential logins to the meta API, by result.",
+                "result",
+                [
+                    ("ok", self.logins_ok.get()),
+                    ("failed", self.logins_failed.get()),
+                ],
+            )
+            .gauges(
+                "kapauth_meta_open_connections",
+                "Client connections open on the meta API listener.",
+                "",
+                [("", self.core.open_connections() as u64)],
+            );
+        exposition.into_text()
+    }
+
+    /// Counts a change by its action word, or a rejected one by its outcome word.
+    pub fn count_change(&self, action: Option<&str>, outcome: &str) {
+        match (action, outcome) {
+            (Some(action), "ok") => {
+                if let Some(index) = ACTIONS.iter().position(|known| *known == action) {
+                    self.changes[index].inc();
+                }
+            }
+            _ => {
+                let index = ["refused", "invalid", "failed"]
+                    .iter()
+                    .position(|known| outcome.starts_with(known))
+                    .unwrap_or(2);
+                self.rejected_changes[index].inc();
+            }
+        }
+    }
 }
 
 /// What the store tells of each change: the users it affected.
@@ -80,6 +167,7 @@ impl MetaServer {
             bcrypt_cost: meta.bcrypt_cost,
             internal_secret: Secret::new(meta.internal_shared_secret.expose().as_bytes()),
             on_change: OnceLock::new(),
+            stats: MetaStats::default(),
         })
     }
 
@@ -135,7 +223,7 @@ impl MetaServer {
         let listener = bind(config)?;
         let addr = listener.addr;
         let meta_server = Arc::clone(self);
-        let limits = limits(config);
+        let limits = limits(config, self);
         std::thread::Builder::new()
             .name("meta-accept".into())
             .spawn(move || serve(listener, limits, meta_server))
@@ -169,7 +257,8 @@ pub fn run(config: &Config) -> i32 {
             return 1;
         }
     };
-    serve(listener, limits(config), meta_server);
+    let limits = limits(config, &meta_server);
+    serve(listener, limits, meta_server);
     1
 }
 
@@ -181,7 +270,7 @@ fn bind(config: &Config) -> Result<http::Listener, String> {
 }
 
 /// The meta API shares the `[http]` bounds on connections; its own cap on requests in flight.
-fn limits(config: &Config) -> Limits {
+fn limits(config: &Config, meta_server: &MetaServer) -> Limits {
     let http_limits = &config.http.limits;
     Limits {
         read_header_timeout: http_limits.read_header_timeout,
@@ -191,6 +280,7 @@ fn limits(config: &Config) -> Limits {
         max_in_flight: MAX_IN_FLIGHT,
         busy_message: "the meta server is busy; retry shortly",
         log: true,
+        stats: Arc::clone(&meta_server.stats.core),
     }
 }
 

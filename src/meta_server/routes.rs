@@ -22,6 +22,9 @@ use crate::secret::basic_auth;
 use crate::secret::jwt::{self, Token};
 use crate::secret::password::{Password, verify_bcrypt};
 
+/// The meta API's JSON `Content-Type`, as Enterprise's meta API sends it.
+const JSON: &str = "application/json";
+
 /// The largest body a POST may carry (SPEC §8).
 pub const MAX_BODY: u64 = 1024 * 1024;
 
@@ -31,6 +34,8 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub allow: Option<&'static str>,
+    /// The body's `Content-Type`: JSON, but for `/metrics`.
+    pub content_type: &'static str,
 }
 
 /// Serves one request and writes the access line.
@@ -49,8 +54,9 @@ pub fn handle(meta: &MetaServer, mut request: Request<'_>) -> Delivered {
         log::warn("the meta store has no users: the first unauthenticated create becomes an administrator")
             .emit();
     }
-    // /ping answers whoever asks, as the meta API's does, so credentials are not read.
-    let authenticated = if path == "/ping" {
+    // /ping answers whoever asks, as the meta API's does, so credentials are not read; so
+    // does /metrics, which holds counts only (kapauth).
+    let authenticated = if path == "/ping" || path == "/metrics" {
         Ok(Principal::Anonymous)
     } else {
         authenticate(meta, &state, authorization.as_deref())
@@ -89,7 +95,7 @@ pub fn handle(meta: &MetaServer, mut request: Request<'_>) -> Delivered {
         .emit();
     let mut fields = Fields::default();
     if !reply.body.is_empty() {
-        fields.push("Content-Type", b"application/json");
+        fields.push("Content-Type", reply.content_type.as_bytes());
     }
     if let Some(allow) = reply.allow {
         fields.push("Allow", allow.as_bytes());
@@ -156,12 +162,20 @@ fn authenticate(
     let Some(user) = state.users.get(&name) else {
         // The same bcrypt work as for a known user, so timing does not tell which names exist.
         let _ = verify_bcrypt(&password, &meta.decoy_hash);
+        meta.stats.logins_failed.inc();
         return Err(error(401, "authorization failed"));
     };
     match verify_bcrypt(&password, &user.hash) {
-        Ok(true) => Ok(Principal::User(name)),
-        Ok(false) => Err(error(401, "authorization failed")),
+        Ok(true) => {
+            meta.stats.logins_ok.inc();
+            Ok(Principal::User(name))
+        }
+        Ok(false) => {
+            meta.stats.logins_failed.inc();
+            Err(error(401, "authorization failed"))
+        }
         Err(_) => {
+            meta.stats.logins_failed.inc();
             log::warn("stored hash is malformed; login refused")
                 .field("user", &name)
                 .emit();
@@ -203,7 +217,13 @@ fn route(
     match (access, route) {
         (Access::Refused(refusal), Route::Change(_)) => {
             let reply = refused(&refusal);
-            audit::emit(&actor, path, None, &format!("refused ({})", reply.status));
+            record(
+                meta,
+                &actor,
+                path,
+                None,
+                &format!("refused ({})", reply.status),
+            );
             reply
         }
         (Access::Refused(refusal), _) => refused(&refusal),
@@ -213,6 +233,12 @@ fn route(
         // `bootstrap` is only ever true for `POST /user`; refuse should that change.
         (Access::Bootstrap, _) => refused(&Refusal::Unauthenticated),
         (Access::Granted, Route::Ping) => empty(204),
+        (Access::Granted, Route::Metrics) => Reply {
+            status: 200,
+            body: meta.stats.render(),
+            allow: None,
+            content_type: crate::metrics::CONTENT_TYPE,
+        },
         (Access::Granted, Route::Users) => read_users(state, query),
         (Access::Granted, Route::Roles) => read_roles(state, query),
         (Access::Granted, Route::Authorized) => authorized(state, query),
@@ -235,6 +261,8 @@ fn actor(principal: &Principal) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Ping,
+    /// kapauth's counts, in the Prometheus text format.
+    Metrics,
     Users,
     Roles,
     Authorized,
@@ -247,19 +275,21 @@ impl Route {
     fn of(method: &str, path: &str) -> Result<Route, Reply> {
         let allow = match path {
             "/ping" => "GET, HEAD",
+            "/metrics" => "GET",
             "/user" | "/role" => "GET, POST",
             "/authorized" => "GET",
             _ => {
                 return Err(error(
                     404,
                     &format!(
-                        "no such endpoint {path:?}; the meta API serves /ping, /user, /role and /authorized"
+                        "no such endpoint {path:?}; the meta API serves /ping, /user, /role, /authorized and /metrics"
                     ),
                 ));
             }
         };
         match (method, path) {
             ("GET" | "HEAD", "/ping") => Ok(Route::Ping),
+            ("GET", "/metrics") => Ok(Route::Metrics),
             ("GET", "/user") => Ok(Route::Users),
             ("GET", "/role") => Ok(Route::Roles),
             ("GET", "/authorized") => Ok(Route::Authorized),
@@ -280,7 +310,7 @@ impl Route {
     /// need a viewer; a change needs a manager (SPEC §8).
     fn need(self) -> Need {
         match self {
-            Route::Ping => Need::Nothing,
+            Route::Ping | Route::Metrics => Need::Nothing,
             Route::Users | Route::Roles | Route::Authorized => Need::View,
             Route::Change(_) => Need::Manage,
         }
@@ -299,13 +329,25 @@ fn change(
         Ok(action) => action,
         Err(action_error) => {
             let reply = invalid(&action_error);
-            audit::emit(actor, path, None, &format!("invalid ({})", reply.status));
+            record(
+                meta,
+                actor,
+                path,
+                None,
+                &format!("invalid ({})", reply.status),
+            );
             return reply;
         }
     };
     // bcrypt runs here, before the store's lock is taken (SPEC §8 concurrency).
     let Ok(mutation) = action.into_mutation(|password| meta.hash(password)) else {
-        audit::emit(actor, path, None, "failed (500): cannot hash the password");
+        record(
+            meta,
+            actor,
+            path,
+            None,
+            "failed (500): cannot hash the password",
+        );
         return error(500, "cannot hash the password");
     };
     let described = audit::describe(&mutation);
@@ -327,8 +369,21 @@ fn change(
             (reply, "failed (500): not saved".to_string())
         }
     };
-    audit::emit(actor, path, Some(&described), &outcome);
+    record(meta, actor, path, Some(&described), &outcome);
     reply
+}
+
+/// The audit line of a change asked for, and its count in the meta API's metrics.
+fn record(
+    meta: &MetaServer,
+    actor: &str,
+    path: &str,
+    change: Option<&audit::Change>,
+    outcome: &str,
+) {
+    meta.stats
+        .count_change(change.map(|change| change.action), outcome);
+    audit::emit(actor, path, change, outcome);
 }
 
 fn refused(refusal: &Refusal) -> Reply {
@@ -440,6 +495,7 @@ fn empty(status: u16) -> Reply {
         status,
         body: String::new(),
         allow: None,
+        content_type: JSON,
     }
 }
 
@@ -457,5 +513,6 @@ fn json(status: u16, body: &impl serde::Serialize) -> Reply {
         status,
         body: serde_json::to_string(body).unwrap_or_default(),
         allow: None,
+        content_type: JSON,
     }
 }

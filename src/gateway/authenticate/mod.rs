@@ -20,6 +20,7 @@ use crate::gateway::authorize::Grants;
 use crate::gateway::credentials::Credentials;
 use crate::log;
 use crate::meta_api::{RoleDoc, UserDoc};
+use crate::metrics::{Counter, Histogram};
 use crate::secret::jwt::{self, Secret, Token};
 use crate::secret::password::{Password, ProofKey, bcrypt_cost, hash_bcrypt, verify_bcrypt};
 use cache::{Begin, Cache, Entry, Outcome, UserRecord};
@@ -89,6 +90,25 @@ pub struct Settings {
     pub throttle: Option<Budget>,
 }
 
+/// What authentication counts, for `/kapauth/metrics`.
+#[derive(Debug, Default)]
+pub struct AuthStats {
+    /// A live entry answered.
+    pub cache_hits: Counter,
+    /// A name meta did not know a moment ago answered.
+    pub unknown_hits: Counter,
+    /// No entry: this request looked the user up or waited for another's lookup.
+    pub cache_misses: Counter,
+    pub lookups_found: Counter,
+    pub lookups_unknown: Counter,
+    pub lookups_unavailable: Counter,
+    /// No lookup slot within `LOOKUP_WAIT`.
+    pub lookups_refused: Counter,
+    pub lookup_duration: Histogram,
+    pub bcrypt_runs: Counter,
+    pub throttled: Counter,
+}
+
 /// Authenticates requests for the gateway.
 pub struct Authenticator {
     cache: Arc<Cache>,
@@ -103,6 +123,7 @@ pub struct Authenticator {
     throttle: Option<Throttle>,
     /// How long a request waits for another request's lookup of the same user.
     wait_limit: Duration,
+    stats: Arc<AuthStats>,
 }
 
 /// The longest a request waits for a free lookup before it is answered 503 (SPEC §11).
@@ -136,7 +157,13 @@ impl Authenticator {
             // The leader's lookup is bounded by meta-timeout, an LDAP check by another, a
             // bcrypt run by its cost; the margin covers the latter.
             wait_limit: settings.meta_timeout * 2 + Duration::from_secs(5),
+            stats: Arc::default(),
         }
+    }
+
+    /// The counters of this authenticator.
+    pub fn stats(&self) -> &AuthStats {
+        &self.stats
     }
 
     /// The record of the user the credentials prove, or why not. `client` is the
@@ -176,8 +203,11 @@ impl Authenticator {
         if let Some(throttle) = &self.throttle {
             throttle
                 .check(name, client, Instant::now())
-                .map_err(|throttled| AuthError::Throttled {
-                    retry_after: throttled.retry_after,
+                .map_err(|throttled| {
+                    self.stats.throttled.inc();
+                    AuthError::Throttled {
+                        retry_after: throttled.retry_after,
+                    }
                 })?;
         }
         let outcome = self.check_login(name, password);
@@ -195,12 +225,12 @@ impl Authenticator {
         // An empty password proves nothing, and an LDAP server may take it for an anonymous
         // bind that succeeds.
         if password.as_str().is_empty() {
-            self.decoy.spend(password);
+            self.spend_decoy(password);
             return Err(AuthError::Failed);
         }
         let found = match self.entry(name, Some(password)) {
             Err(AuthError::Failed) => {
-                self.decoy.spend(password);
+                self.spend_decoy(password);
                 return Err(AuthError::Failed);
             }
             other => other?,
@@ -246,21 +276,37 @@ impl Authenticator {
     /// bcrypt run.
     fn entry(&self, name: &str, password: Option<&Password>) -> Result<Found, AuthError> {
         let mut leader_checked = None;
-        let outcome = match self.cache.begin(name, Instant::now()) {
+        let begin = self.cache.begin(name, Instant::now());
+        match &begin {
+            Begin::Hit(_) => self.stats.cache_hits.inc(),
+            Begin::Unknown => self.stats.unknown_hits.inc(),
+            Begin::Wait(_) | Begin::Lead(_) => self.stats.cache_misses.inc(),
+        }
+        let outcome = match begin {
             Begin::Hit(entry) => Outcome::Found(entry),
             Begin::Unknown => Outcome::Unknown,
             Begin::Wait(flight) => flight.wait(self.wait_limit),
             Begin::Lead(leader) => {
                 let outcome = match self.lookups.claim(LOOKUP_WAIT) {
                     Some(_slot) => {
+                        let started = Instant::now();
                         let (outcome, checked) = self.look_up(name, password);
+                        self.stats.lookup_duration.observe(started.elapsed());
+                        match &outcome {
+                            Outcome::Found(_) => self.stats.lookups_found.inc(),
+                            Outcome::Unknown => self.stats.lookups_unknown.inc(),
+                            Outcome::Unavailable(_) => self.stats.lookups_unavailable.inc(),
+                        }
                         leader_checked = checked;
                         outcome
                     }
-                    None => Outcome::Unavailable(format!(
-                        "meta-max-lookups ({}) lookups already in flight",
-                        self.lookups.max
-                    )),
+                    None => {
+                        self.stats.lookups_refused.inc();
+                        Outcome::Unavailable(format!(
+                            "meta-max-lookups ({}) lookups already in flight",
+                            self.lookups.max
+                        ))
+                    }
                 };
                 leader.finish(outcome.clone(), Instant::now());
                 outcome
@@ -327,16 +373,22 @@ impl Authenticator {
                 .check_password(name, password)
                 .map_err(|Unavailable(reason)| AuthError::Unavailable(reason));
         }
+        self.stats.bcrypt_runs.inc();
         match verify_bcrypt(password, hash) {
             Ok(valid) => Ok(valid),
             Err(_) => {
                 log::warn("meta returned a malformed password hash; login refused")
                     .field("user", name)
                     .emit();
-                self.decoy.spend(password);
+                self.spend_decoy(password);
                 Ok(false)
             }
         }
+    }
+
+    fn spend_decoy(&self, password: &Password) {
+        self.stats.bcrypt_runs.inc();
+        self.decoy.spend(password);
     }
 }
 
