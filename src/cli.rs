@@ -126,11 +126,13 @@ pub fn main() -> i32 {
             Err(error) => config_failed(&error),
         },
         Command::Serve(options) => match load(&options) {
-            Ok((_, config)) => crate::serve::run(&config),
+            Ok((effective, config)) => crate::serve::run(&config, effective, reloader(options)),
             Err(error) => config_failed(&error),
         },
         Command::Meta(options) => match load(&options) {
-            Ok((_, config)) => crate::meta_server::run(&config),
+            Ok((effective, config)) => {
+                crate::meta_server::run(&config, effective, reloader(options))
+            }
             Err(error) => config_failed(&error),
         },
         Command::Admin(Parsed::Help(text)) => {
@@ -260,6 +262,16 @@ fn load(options: &Options) -> Result<(config::Effective, Config), ConfigError> {
     let effective = config::layer(&settings)?;
     let config = effective.build()?;
     Ok((effective, config))
+}
+
+/// Reads the configuration again as it was read at the start, for SIGHUP; the error also
+/// checks the TLS material, as `check-config` does.
+fn reloader(options: Options) -> crate::lifecycle::Reloader {
+    Box::new(move || {
+        let (effective, config) = load(&options).map_err(|error| error.to_string())?;
+        crate::tls::check(&config).map_err(|error| error.to_string())?;
+        Ok((effective, config))
+    })
 }
 
 fn config_failed(error: &ConfigError) -> i32 {

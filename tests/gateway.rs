@@ -1665,7 +1665,11 @@ fn scrape(addr: SocketAddr, path: &str) -> std::collections::BTreeMap<String, f6
         response.header("Content-Type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
-    let python = std::env::var("KAPAUTH_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    // make test names the venv scripts/test-deps made; a plain cargo test finds it there too.
+    let venv = std::env::var("HOME").map(|home| format!("{home}/.cache/kapauth/py/bin/python"));
+    let python = std::env::var("KAPAUTH_TEST_PYTHON")
+        .or(venv.ok().filter(|path| std::path::Path::new(path).exists()).ok_or(()))
+        .unwrap_or_else(|_| "python3".to_string());
     let program = r#"
 import sys
 from prometheus_client.parser import text_string_to_metric_families

@@ -34,6 +34,8 @@ pub struct Http {
     /// `https-enabled`: the gateway's certificate and key.
     pub tls: Option<ListenerTls>,
     pub limits: HttpLimits,
+    /// How long a stop (SIGTERM, SIGINT) waits for requests in flight (Kapacitor's key).
+    pub shutdown_timeout: Duration,
 }
 
 /// The HTTP core's bounds on a listener's connections (SPEC §10), for both listeners.
@@ -295,7 +297,7 @@ pub const KEYS: &[KeySpec] = &[
     spec("http", "max-connections-per-client", CONNECTIONS, "256"),
     spec("http", "write-tracing", Kind::Ignored, ""),
     spec("http", "pprof-enabled", Kind::Ignored, ""),
-    spec("http", "shutdown-timeout", Kind::Ignored, ""),
+    spec("http", "shutdown-timeout", Kind::Duration, "10s"),
     spec("http", "gzip", Kind::Ignored, ""),
     spec("auth", "enabled", Kind::Bool, "true"),
     spec("auth", "cache-expiration", Kind::Duration, "10m"),
@@ -423,6 +425,7 @@ impl Effective {
                 shared_secret: self.secret("http", "shared-secret"),
                 log_enabled: self.bool("http", "log-enabled"),
                 tls: self.listener_tls("http")?,
+                shutdown_timeout: self.duration("http", "shutdown-timeout"),
                 limits: HttpLimits {
                     read_header_timeout: self.positive_duration("http", "read-header-timeout")?,
                     idle_timeout: self.positive_duration("http", "idle-timeout")?,
@@ -468,6 +471,17 @@ impl Effective {
                 tls: self.listener_tls("meta")?,
             },
         })
+    }
+
+    /// The keys whose value differs in `newer`, as `[section] key`, in table order; for a
+    /// reload's log line, so secrets are named, never shown.
+    pub fn changed(&self, newer: &Effective) -> Vec<String> {
+        self.entries
+            .iter()
+            .zip(&newer.entries)
+            .filter(|((_, old, _), (_, new, _))| old != new)
+            .map(|((spec, _, _), _)| format!("[{}] {}", spec.section, spec.key))
+            .collect()
     }
 
     /// The effective configuration as TOML, each line commented with its origin; secrets
@@ -884,6 +898,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_names_the_keys_that_changed_and_never_their_values() {
+        let s = text_setting;
+        let old = layer(&[
+            s("auth", "meta-password", "old-secret"),
+            s("auth", "meta-username", "k"),
+        ])
+        .unwrap();
+        let new = layer(&[
+            s("auth", "meta-password", "new-secret"),
+            s("auth", "meta-username", "k"),
+            s("auth", "cache-expiration", "5m"),
+        ])
+        .unwrap();
+        assert_eq!(
+            old.changed(&new),
+            ["[auth] cache-expiration", "[auth] meta-password"]
+        );
+        assert!(old.changed(&old).is_empty());
+    }
+
+    #[test]
     fn half_a_pair_of_meta_credentials_is_an_error() {
         let s = text_setting;
         check_error(
@@ -1002,7 +1037,7 @@ mod tests {
         );
         check_error(
             &[s("http", "no-such-key", "1")],
-            "unknown key [http] no-such-key (from TEST_VAR); known keys: bind-address, auth-enabled, https-enabled, https-certificate, https-private-key, shared-secret, log-enabled, read-header-timeout, idle-timeout, max-connections, max-connections-per-client",
+            "unknown key [http] no-such-key (from TEST_VAR); known keys: bind-address, auth-enabled, https-enabled, https-certificate, https-private-key, shared-secret, log-enabled, read-header-timeout, idle-timeout, max-connections, max-connections-per-client, shutdown-timeout",
         );
     }
 

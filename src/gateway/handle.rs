@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::gateway::authenticate::{AuthError, Authenticator};
@@ -26,7 +26,8 @@ pub struct Gateway {
     /// `None` when auth is off: every request is forwarded.
     pub authenticator: Option<Authenticator>,
     pub upstream: Upstream,
-    pub log_enabled: bool,
+    /// `[http] log-enabled`; a reload may change it.
+    pub log_enabled: AtomicBool,
     pub ids: RequestIds,
     /// `[gateway] metrics-enabled`: whether `/kapauth/metrics` answers.
     pub metrics_enabled: bool,
@@ -102,19 +103,22 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
             id
         }
     };
-    let line = gateway.log_enabled.then(|| AccessLine {
-        host: request.remote.ip(),
-        start,
-        method: &method,
-        uri: logged_uri(raw_path, raw_query),
-        protocol: request.head.version.as_str(),
-        referer: request.head.fields.get_str("Referer").map(str::to_string),
-        user_agent: request
-            .head
-            .fields
-            .get_str("User-Agent")
-            .map(str::to_string),
-    });
+    let line = gateway
+        .log_enabled
+        .load(Ordering::Relaxed)
+        .then(|| AccessLine {
+            host: request.remote.ip(),
+            start,
+            method: &method,
+            uri: logged_uri(raw_path, raw_query),
+            protocol: request.head.version.as_str(),
+            referer: request.head.fields.get_str("Referer").map(str::to_string),
+            user_agent: request
+                .head
+                .fields
+                .get_str("User-Agent")
+                .map(str::to_string),
+        });
     let delivered = request.respond(response);
     gateway.requests.count(forwarded, delivered.status());
     gateway.requests.duration.observe(started.elapsed());

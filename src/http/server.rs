@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
@@ -62,6 +62,91 @@ pub struct Limits {
     pub log: bool,
     /// Where the listener counts its connections and refusals, for metrics.
     pub stats: Arc<CoreStats>,
+    /// Asked for by the signal handler: stop accepting, end kept connections.
+    pub shutdown: Arc<Shutdown>,
+}
+
+/// A stop that the accepting threads and the connections look at: once requested, no new
+/// connection is served and a kept connection closes after its current request.
+#[derive(Debug, Default)]
+pub struct Shutdown {
+    requested: AtomicBool,
+    /// Where each accepting thread listens, to wake it from `accept` with a connection.
+    wake: Mutex<Vec<SocketAddr>>,
+    /// Accepting threads still running, and the signal of one ending.
+    accepting: Mutex<usize>,
+    stopped: Condvar,
+}
+
+impl Shutdown {
+    /// Stops the listeners that share this: wakes every accepting thread, which then sees
+    /// the request and closes its socket; returns once they all have (at most a second).
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+        let addresses = self
+            .wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for address in addresses {
+            let _ = TcpStream::connect_timeout(&address, Duration::from_secs(1));
+        }
+        let accepting = self
+            .accepting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .stopped
+            .wait_timeout_while(accepting, Duration::from_secs(1), |running| *running > 0);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    fn wake_at(&self, socket: &TcpListener) {
+        let Ok(mut address) = socket.local_addr() else {
+            return;
+        };
+        // A socket on every interface is reached on loopback.
+        if address.ip().is_unspecified() {
+            address.set_ip(match address.ip() {
+                IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        self.wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(address);
+    }
+}
+
+/// A listener's TLS configuration, which a reload may replace: connections that begin
+/// afterwards use the new certificate; those already open keep theirs.
+#[derive(Debug, Default)]
+pub struct LiveTls(RwLock<Option<Arc<ServerConfig>>>);
+
+impl LiveTls {
+    /// Puts `config` in force; refused for a listener that does not serve HTTPS, which only
+    /// a restart can change.
+    pub fn replace(&self, config: Arc<ServerConfig>) -> Result<(), &'static str> {
+        let mut current = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        match current.as_mut() {
+            Some(in_force) => {
+                *in_force = config;
+                Ok(())
+            }
+            None => Err("the listener serves plain HTTP; turning HTTPS on needs a restart"),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<ServerConfig>> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The statuses of the answers the core writes itself (SPEC §10).
@@ -72,12 +157,18 @@ pub const REFUSAL_STATUSES: [u16; 8] = [400, 408, 413, 414, 431, 501, 503, 505];
 #[derive(Debug, Default)]
 pub struct CoreStats {
     open: AtomicUsize,
+    in_flight: AtomicUsize,
     refused: [AtomicU64; REFUSAL_STATUSES.len()],
 }
 
 impl CoreStats {
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Requests being handled now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// Each status of `REFUSAL_STATUSES` and how many answers had it.
@@ -102,7 +193,14 @@ impl CoreStats {
 pub struct Listener {
     sockets: Vec<TcpListener>,
     pub addr: SocketAddr,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Arc<LiveTls>,
+}
+
+impl Listener {
+    /// The handle a reload replaces the certificate through.
+    pub fn tls(&self) -> Arc<LiveTls> {
+        Arc::clone(&self.tls)
+    }
 }
 
 /// Binds `address` for `service` and logs `msg=listening service=… addr=…`, the line tests
@@ -119,7 +217,11 @@ pub fn bind(service: &str, address: &str, tls: Option<Arc<ServerConfig>>) -> io:
         .field("addr", addr)
         .field("scheme", if tls.is_some() { "https" } else { "http" })
         .emit();
-    Ok(Listener { sockets, addr, tls })
+    Ok(Listener {
+        sockets,
+        addr,
+        tls: Arc::new(LiveTls(RwLock::new(tls))),
+    })
 }
 
 /// `[::]:port`, which Linux makes dual-stack unless `net.ipv6.bindv6only` is set; then
@@ -152,15 +254,19 @@ where
     }
 }
 
-/// Serves `listener` for ever: every socket beyond the first on a thread of its own.
+/// Serves `listener` until a shutdown is requested: every socket beyond the first on a
+/// thread of its own. Returns once the first socket's accepting loop has stopped; requests
+/// in flight go on, and `CoreStats::in_flight` says when they are done.
 pub fn serve(listener: Listener, service: &'static str, limits: Limits, handler: Arc<dyn Handler>) {
+    for socket in &listener.sockets {
+        limits.shutdown.wake_at(socket);
+    }
     let shared = Arc::new(Shared {
         service,
         limits,
         handler,
         tls: listener.tls,
         clients: Mutex::new(HashMap::new()),
-        in_flight: AtomicUsize::new(0),
         refusals_logged: Mutex::new((None, 0)),
     });
     let mut sockets = listener.sockets;
@@ -169,7 +275,7 @@ pub fn serve(listener: Listener, service: &'static str, limits: Limits, handler:
         let shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new()
             .name(format!("{service}-accept"))
-            .spawn(move || accept_loop(&shared, &socket));
+            .spawn(move || accept_loop(&shared, socket));
         if let Err(error) = spawned {
             log::error("cannot start an accepting thread")
                 .field("service", service)
@@ -177,7 +283,7 @@ pub fn serve(listener: Listener, service: &'static str, limits: Limits, handler:
                 .emit();
         }
     }
-    accept_loop(&shared, &first);
+    accept_loop(&shared, first);
 }
 
 /// A request as the handler sees it: the head, who sent it, and its body on demand.
@@ -399,9 +505,8 @@ struct Shared {
     service: &'static str,
     limits: Limits,
     handler: Arc<dyn Handler>,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Arc<LiveTls>,
     clients: Mutex<HashMap<IpAddr, Arc<Client>>>,
-    in_flight: AtomicUsize,
     /// When the last refusal was logged, and how many were not logged since.
     refusals_logged: Mutex<(Option<Instant>, u64)>,
 }
@@ -414,10 +519,26 @@ struct Client {
     in_flight: AtomicUsize,
 }
 
-fn accept_loop(shared: &Arc<Shared>, socket: &TcpListener) {
+fn accept_loop(shared: &Arc<Shared>, socket: TcpListener) {
+    let shutdown = &shared.limits.shutdown;
+    *shutdown
+        .accepting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) += 1;
     let mut last_error_logged: Option<Instant> = None;
     loop {
-        match socket.accept() {
+        let accepted = socket.accept();
+        if shutdown.requested() {
+            // Closing the socket makes the kernel refuse new connections; then say so.
+            drop(socket);
+            *shutdown
+                .accepting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) -= 1;
+            shutdown.stopped.notify_all();
+            return;
+        }
+        match accepted {
             Ok((stream, remote)) => admit(shared, stream, remote),
             Err(error) => {
                 // Out of descriptors or memory: say so at most once a second, wait a little
@@ -501,7 +622,7 @@ fn refuse(shared: &Shared, stream: TcpStream, remote: SocketAddr, message: &str)
             *suppressed += 1;
         }
     }
-    if shared.tls.is_some() || stream.set_nonblocking(true).is_err() {
+    if shared.tls.current().is_some() || stream.set_nonblocking(true).is_err() {
         return;
     }
     let mut out = Vec::with_capacity(256);
@@ -590,13 +711,14 @@ impl<'a> InFlight<'a> {
             client.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        if shared.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
-            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let in_flight = &shared.limits.stats.in_flight;
+        if in_flight.fetch_add(1, Ordering::AcqRel) >= max {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
             client.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         Some(InFlight {
-            listener: &shared.in_flight,
+            listener: &shared.limits.stats.in_flight,
             client: &client.in_flight,
         })
     }
@@ -641,14 +763,15 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, slot
     if !prepared {
         return;
     }
-    let stream = match &shared.tls {
+    let tls = shared.tls.current();
+    let secure = tls.is_some();
+    let stream = match tls {
         None => Stream::Plain(socket),
-        Some(config) => match handshake(config, socket, header_deadline) {
+        Some(config) => match handshake(&config, socket, header_deadline) {
             Ok(stream) => stream,
             Err(_) => return,
         },
     };
-    let secure = shared.tls.is_some();
     let mut connection = Connection {
         wire: Wire::unbuffered(stream),
         idle_timeout: limits.idle_timeout,
@@ -658,6 +781,10 @@ fn serve_connection(shared: &Shared, socket: TcpStream, remote: SocketAddr, slot
     };
     let mut first = Some(header_deadline);
     while !connection.close {
+        // Shutting down: a kept connection gets no further request.
+        if first.is_none() && limits.shutdown.requested() {
+            break;
+        }
         let head = match connection.read_head(limits, first.take()) {
             Ok(head) => head,
             Err(NoHead::Quiet) => break,

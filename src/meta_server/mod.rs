@@ -13,15 +13,18 @@ pub mod store;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
+use crate::config::Effective;
 use crate::config::{self, Config};
-use crate::http::server::CoreStats;
+use crate::http::server::{CoreStats, LiveTls, Shutdown};
 use crate::http::{self, Limits, Request};
+use crate::lifecycle::{self, Reloader};
 use crate::log;
 use crate::metrics::{Counter, Exposition};
 use crate::secret::jwt::Secret;
 use crate::secret::password::{Password, hash_bcrypt};
+use crate::signals::{self, Signal};
 use disk::{Disk, DiskError};
 use store::{Mutation, State, StoreError};
 
@@ -218,22 +221,29 @@ impl MetaServer {
     }
 
     /// Serves the meta API on `[meta] bind-address` on a thread of its own (over TLS when
-    /// `[meta] https-enabled`); returns the bound address.
-    pub fn spawn_api(self: &Arc<Self>, config: &Config) -> Result<std::net::SocketAddr, String> {
+    /// `[meta] https-enabled`), until `shutdown` is requested; returns the bound address and
+    /// the handle a reload replaces its certificate through.
+    pub fn spawn_api(
+        self: &Arc<Self>,
+        config: &Config,
+        shutdown: &Arc<Shutdown>,
+    ) -> Result<(std::net::SocketAddr, Arc<LiveTls>), String> {
         let listener = bind(config)?;
         let addr = listener.addr;
+        let tls = listener.tls();
         let meta_server = Arc::clone(self);
-        let limits = limits(config, self);
+        let limits = limits(config, self, shutdown);
         std::thread::Builder::new()
             .name("meta-accept".into())
             .spawn(move || serve(listener, limits, meta_server))
             .map_err(|error| format!("cannot start the meta API's thread: {error}"))?;
-        Ok(addr)
+        Ok((addr, tls))
     }
 }
 
-/// `kapauth meta`: runs until the listener fails; returns the exit code.
-pub fn run(config: &Config) -> i32 {
+/// `kapauth meta`: serves until SIGTERM or SIGINT, then lets requests in flight finish and
+/// returns 0; SIGHUP reloads its certificate. Returns 1 if it cannot start.
+pub fn run(config: &Config, effective: Effective, reloader: Reloader) -> i32 {
     let meta_server = match MetaServer::open(&config.meta) {
         Ok(meta_server) => Arc::new(meta_server),
         Err(error) => {
@@ -257,9 +267,62 @@ pub fn run(config: &Config) -> i32 {
             return 1;
         }
     };
-    let limits = limits(config, &meta_server);
+    let shutdown = Arc::new(Shutdown::default());
+    let tls = listener.tls();
+    let timeout = Arc::new(Mutex::new(config.http.shutdown_timeout));
+    let in_force = Mutex::new(effective);
+    let (stop, timeout_in_force) = (Arc::clone(&shutdown), Arc::clone(&timeout));
+    let stats = Arc::clone(&meta_server.stats.core);
+    let signals = signals::spawn(move |signal| match signal {
+        Signal::Stop(name) => {
+            stop.request();
+            lifecycle::stopping("meta", name, &[&stats]);
+        }
+        Signal::Reload => reload(&in_force, &reloader, &tls, &timeout_in_force),
+    });
+    if let Err(error) = signals {
+        log::error("cannot start")
+            .field("service", "meta")
+            .field("error", error)
+            .emit();
+        return 1;
+    }
+    let limits = limits(config, &meta_server, &shutdown);
+    let stats = Arc::clone(&meta_server.stats.core);
     serve(listener, limits, meta_server);
-    1
+    let timeout = *timeout.lock().unwrap_or_else(PoisonError::into_inner);
+    lifecycle::stopped("meta", &[&stats], timeout)
+}
+
+/// SIGHUP for `kapauth meta`: the certificate and the shutdown timeout change live; every
+/// other change is named for a restart.
+fn reload(
+    in_force: &Mutex<Effective>,
+    reloader: &Reloader,
+    tls: &LiveTls,
+    timeout: &Mutex<std::time::Duration>,
+) {
+    let (effective, config) = match reloader() {
+        Ok(loaded) => loaded,
+        Err(error) => return lifecycle::reload_refused("meta", &error),
+    };
+    let mut in_force = in_force.lock().unwrap_or_else(PoisonError::into_inner);
+    let changed = in_force.changed(&effective);
+    let (applied, restart) = lifecycle::split_changes(&changed, lifecycle::META_LIVE_KEYS);
+    if applied.iter().any(|key| key.starts_with("[meta] https-")) {
+        let built = http::tls::listener("meta", config.meta.tls.as_ref())
+            .map_err(|error| error.to_string())
+            .and_then(|config| match config {
+                Some(config) => tls.replace(config).map_err(str::to_string),
+                None => Err("[meta] https-enabled is off in the new configuration; turning HTTPS off needs a restart".to_string()),
+            });
+        if let Err(error) = built {
+            return lifecycle::reload_refused("meta", &error);
+        }
+    }
+    *timeout.lock().unwrap_or_else(PoisonError::into_inner) = config.http.shutdown_timeout;
+    *in_force = effective;
+    lifecycle::reloaded("meta", &applied, &restart);
 }
 
 /// The meta API's listener, over TLS when `[meta] https-enabled`.
@@ -270,7 +333,7 @@ fn bind(config: &Config) -> Result<http::Listener, String> {
 }
 
 /// The meta API shares the `[http]` bounds on connections; its own cap on requests in flight.
-fn limits(config: &Config, meta_server: &MetaServer) -> Limits {
+fn limits(config: &Config, meta_server: &MetaServer, shutdown: &Arc<Shutdown>) -> Limits {
     let http_limits = &config.http.limits;
     Limits {
         read_header_timeout: http_limits.read_header_timeout,
@@ -281,6 +344,7 @@ fn limits(config: &Config, meta_server: &MetaServer) -> Limits {
         busy_message: "the meta server is busy; retry shortly",
         log: true,
         stats: Arc::clone(&meta_server.stats.core),
+        shutdown: Arc::clone(shutdown),
     }
 }
 

@@ -266,6 +266,29 @@ impl Kapauth {
         self.spawn();
     }
 
+    /// Sends the signal `name` (`TERM`, `INT`, `HUP`) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits for the process to exit on its own, at most `limit`; its exit code (`None`
+    /// for a signal). Fails the test if it is still running then.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(code) = self.try_exit_code() {
+                return code;
+            }
+            assert!(Instant::now() < deadline, "still running after {limit:?}");
+            // The child's exit has no other notification std gives a parent.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether the process has exited on its own; returns its exit code then (`None`
     /// inside for a signal).
     pub fn try_exit_code(&mut self) -> Option<Option<i32>> {

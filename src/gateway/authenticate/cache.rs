@@ -7,7 +7,7 @@
 //! tags), never a password. The clock comes in as arguments; nothing here does I/O.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::gateway::authorize::Grants;
@@ -69,8 +69,9 @@ pub enum Begin<'a> {
 
 /// The user cache.
 pub struct Cache {
-    ttl: Duration,
-    unknown_ttl: Duration,
+    /// `cache-expiration` and `negative-cache-expiration`; a reload may change them, for
+    /// entries made afterwards.
+    expirations: RwLock<(Duration, Duration)>,
     state: Mutex<State>,
 }
 
@@ -110,8 +111,7 @@ struct State {
 impl Cache {
     pub fn new(ttl: Duration, unknown_ttl: Duration) -> Cache {
         Cache {
-            ttl,
-            unknown_ttl,
+            expirations: RwLock::new((ttl, unknown_ttl)),
             state: Mutex::new(State {
                 slots: HashMap::new(),
                 unknown: 0,
@@ -161,7 +161,22 @@ impl Cache {
 
     /// When an entry made `now` expires.
     pub fn expiry(&self, now: Instant) -> Instant {
-        now.checked_add(self.ttl).unwrap_or(now)
+        now.checked_add(self.expirations().0).unwrap_or(now)
+    }
+
+    /// New expirations from a reload; entries already made keep theirs.
+    pub fn set_expirations(&self, ttl: Duration, unknown_ttl: Duration) {
+        *self
+            .expirations
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = (ttl, unknown_ttl);
+    }
+
+    fn expirations(&self) -> (Duration, Duration) {
+        *self
+            .expirations
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records the proof of a verified password on the entry for `record`, if that entry
@@ -214,7 +229,7 @@ impl Leader<'_> {
                         state.replace(&self.name, Slot::Ready(entry.clone()));
                     }
                     Outcome::Unknown if current && state.unknown < MAX_UNKNOWN => {
-                        if let Some(expires) = now.checked_add(self.cache.unknown_ttl)
+                        if let Some(expires) = now.checked_add(self.cache.expirations().1)
                             && now < expires
                         {
                             state.replace(&self.name, Slot::Unknown(expires));

@@ -13,7 +13,8 @@ pub mod throttle;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::gateway::authorize::Grants;
@@ -112,18 +113,25 @@ pub struct AuthStats {
 /// Authenticates requests for the gateway.
 pub struct Authenticator {
     cache: Arc<Cache>,
-    source: Arc<dyn MetaSource>,
     proof_key: ProofKey,
+    decoy: Decoy,
+    lookups: LookupSlots,
+    throttle: Throttle,
+    /// What a reload may replace, read once per use.
+    live: RwLock<Arc<Live>>,
+    stats: Arc<AuthStats>,
+}
+
+/// The settings a reload replaces whole (SIGHUP): the meta source (new credentials, TLS
+/// material, timeout), the shared secret, and how users are read.
+struct Live {
+    source: Arc<dyn MetaSource>,
     shared_secret: Secret,
     resolve_roles: bool,
     /// Cost of the hashes kept for LDAP users.
     bcrypt_cost: u32,
-    decoy: Decoy,
-    lookups: LookupSlots,
-    throttle: Option<Throttle>,
     /// How long a request waits for another request's lookup of the same user.
     wait_limit: Duration,
-    stats: Arc<AuthStats>,
 }
 
 /// The longest a request waits for a free lookup before it is answered 503 (SPEC §11).
@@ -146,19 +154,37 @@ impl Authenticator {
                 settings.cache_expiration,
                 settings.negative_cache_expiration,
             )),
-            source,
             proof_key: ProofKey::from_bytes(proof_key_bytes),
-            shared_secret,
-            resolve_roles: settings.resolve_roles,
-            bcrypt_cost: settings.bcrypt_cost,
             decoy: Decoy::new(settings.expected_meta_cost),
             lookups: LookupSlots::new(settings.meta_max_lookups),
-            throttle: settings.throttle.map(Throttle::new),
-            // The leader's lookup is bounded by meta-timeout, an LDAP check by another, a
-            // bcrypt run by its cost; the margin covers the latter.
-            wait_limit: settings.meta_timeout * 2 + Duration::from_secs(5),
+            throttle: Throttle::new(settings.throttle),
+            live: RwLock::new(Arc::new(Live::new(source, settings, shared_secret))),
             stats: Arc::default(),
         }
+    }
+
+    /// Puts reloaded settings in force (SIGHUP), keeping the cache: `source`, when given,
+    /// replaces the meta source (an external meta's new address, credentials or TLS
+    /// material). Requests already under way finish with what they started with.
+    pub fn reconfigure(
+        &self,
+        settings: &Settings,
+        source: Option<Arc<dyn MetaSource>>,
+        shared_secret: Secret,
+    ) {
+        let source = source.unwrap_or_else(|| Arc::clone(&self.live().source));
+        self.cache.set_expirations(
+            settings.cache_expiration,
+            settings.negative_cache_expiration,
+        );
+        self.lookups.set_max(settings.meta_max_lookups);
+        self.throttle.set_budget(settings.throttle);
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(Live::new(source, settings, shared_secret));
+    }
+
+    fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The counters of this authenticator.
@@ -200,21 +226,17 @@ impl Authenticator {
         password: &Password,
         client: IpAddr,
     ) -> Result<Arc<UserRecord>, AuthError> {
-        if let Some(throttle) = &self.throttle {
-            throttle
-                .check(name, client, Instant::now())
-                .map_err(|throttled| {
-                    self.stats.throttled.inc();
-                    AuthError::Throttled {
-                        retry_after: throttled.retry_after,
-                    }
-                })?;
-        }
+        self.throttle
+            .check(name, client, Instant::now())
+            .map_err(|throttled| {
+                self.stats.throttled.inc();
+                AuthError::Throttled {
+                    retry_after: throttled.retry_after,
+                }
+            })?;
         let outcome = self.check_login(name, password);
-        if matches!(outcome, Err(AuthError::Failed))
-            && let Some(throttle) = &self.throttle
-        {
-            throttle.failed(name, client, Instant::now());
+        if matches!(outcome, Err(AuthError::Failed)) {
+            self.throttle.failed(name, client, Instant::now());
         }
         outcome
     }
@@ -262,7 +284,7 @@ impl Authenticator {
     }
 
     fn with_token(&self, token: &Token, now_unix: i64) -> Result<Arc<UserRecord>, AuthError> {
-        let claims = jwt::verify(token, &self.shared_secret, now_unix)
+        let claims = jwt::verify(token, &self.live().shared_secret, now_unix)
             .map_err(|error| AuthError::Token(format!("invalid token: {error}")))?;
         let name = jwt::username_from_claims(&claims)
             .map_err(|error| AuthError::Token(error.to_string()))?;
@@ -285,7 +307,7 @@ impl Authenticator {
         let outcome = match begin {
             Begin::Hit(entry) => Outcome::Found(entry),
             Begin::Unknown => Outcome::Unknown,
-            Begin::Wait(flight) => flight.wait(self.wait_limit),
+            Begin::Wait(flight) => flight.wait(self.live().wait_limit),
             Begin::Lead(leader) => {
                 let outcome = match self.lookups.claim(LOOKUP_WAIT) {
                     Some(_slot) => {
@@ -304,7 +326,7 @@ impl Authenticator {
                         self.stats.lookups_refused.inc();
                         Outcome::Unavailable(format!(
                             "meta-max-lookups ({}) lookups already in flight",
-                            self.lookups.max
+                            self.lookups.max()
                         ))
                     }
                 };
@@ -324,12 +346,13 @@ impl Authenticator {
 
     /// Asks meta for `name`; with a password, also checks it (the second value says how).
     fn look_up(&self, name: &str, password: Option<&Password>) -> (Outcome, Option<bool>) {
-        let meta_user = match self.source.user(name) {
+        let live = self.live();
+        let meta_user = match live.source.user(name) {
             Ok(Some(meta_user)) => meta_user,
             Ok(None) => return (Outcome::Unknown, None),
             Err(Unavailable(reason)) => return (Outcome::Unavailable(reason), None),
         };
-        let grants = grants_of(&meta_user.user, &meta_user.roles, self.resolve_roles);
+        let grants = grants_of(&meta_user.user, &meta_user.roles, live.resolve_roles);
         let mut hash = meta_user.user.hash;
         self.decoy.track(&hash);
         let mut verified = None;
@@ -340,7 +363,7 @@ impl Authenticator {
                     if hash.is_empty() {
                         // An LDAP user: keep a bcrypt hash at [auth] bcrypt-cost, so another
                         // password for this entry is checked here, not at meta (SPEC §4).
-                        hash = hash_bcrypt(password, self.bcrypt_cost).unwrap_or_default();
+                        hash = hash_bcrypt(password, live.bcrypt_cost).unwrap_or_default();
                     }
                     verified = Some(Arc::new(self.proof_key.prove(name, password)));
                     checked = Some(true);
@@ -369,6 +392,7 @@ impl Authenticator {
     fn check(&self, name: &str, hash: &str, password: &Password) -> Result<bool, AuthError> {
         if hash.is_empty() {
             return self
+                .live()
                 .source
                 .check_password(name, password)
                 .map_err(|Unavailable(reason)| AuthError::Unavailable(reason));
@@ -389,6 +413,20 @@ impl Authenticator {
     fn spend_decoy(&self, password: &Password) {
         self.stats.bcrypt_runs.inc();
         self.decoy.spend(password);
+    }
+}
+
+impl Live {
+    fn new(source: Arc<dyn MetaSource>, settings: &Settings, shared_secret: Secret) -> Live {
+        Live {
+            source,
+            shared_secret,
+            resolve_roles: settings.resolve_roles,
+            bcrypt_cost: settings.bcrypt_cost,
+            // The leader's lookup is bounded by meta-timeout, an LDAP check by another, a
+            // bcrypt run by its cost; the margin covers the latter.
+            wait_limit: settings.meta_timeout * 2 + Duration::from_secs(5),
+        }
     }
 }
 
@@ -452,7 +490,7 @@ fn make_decoy(cost: u32) -> String {
 
 /// At most `max` meta lookups at once (SPEC §11); a claim waits a bounded time.
 struct LookupSlots {
-    max: usize,
+    max: AtomicUsize,
     in_use: Mutex<usize>,
     freed: Condvar,
 }
@@ -463,10 +501,19 @@ struct LookupSlot<'a>(&'a LookupSlots);
 impl LookupSlots {
     fn new(max: usize) -> LookupSlots {
         LookupSlots {
-            max,
+            max: AtomicUsize::new(max),
             in_use: Mutex::new(0),
             freed: Condvar::new(),
         }
+    }
+
+    fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
+        self.freed.notify_all();
     }
 
     fn claim(&self, wait: Duration) -> Option<LookupSlot<'_>> {
@@ -476,9 +523,9 @@ impl LookupSlots {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (mut in_use, _) = self
             .freed
-            .wait_timeout_while(guard, wait, |in_use| *in_use >= self.max)
+            .wait_timeout_while(guard, wait, |in_use| *in_use >= self.max())
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *in_use >= self.max {
+        if *in_use >= self.max() {
             return None;
         }
         *in_use += 1;

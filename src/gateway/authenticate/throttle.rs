@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// The most buckets held at once.
@@ -37,7 +37,8 @@ pub struct Throttled {
 
 /// The failure budgets of every username and address that failed recently.
 pub struct Throttle {
-    budget: Budget,
+    /// `None`: throttling is off (`[auth] login-throttling = false`).
+    budget: RwLock<Option<Budget>>,
     names: RandomState,
     buckets: Mutex<HashMap<Key, Instant>>,
 }
@@ -50,19 +51,27 @@ enum Key {
 }
 
 impl Throttle {
-    pub fn new(budget: Budget) -> Throttle {
+    pub fn new(budget: Option<Budget>) -> Throttle {
         Throttle {
-            budget,
+            budget: RwLock::new(budget),
             names: RandomState::new(),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
+    /// A new budget from a reload; failures already counted stay counted.
+    pub fn set_budget(&self, budget: Option<Budget>) {
+        *self.budget.write().unwrap_or_else(PoisonError::into_inner) = budget;
+    }
+
     /// Whether `client` may try a password for `username` now.
     pub fn check(&self, username: &str, client: IpAddr, now: Instant) -> Result<(), Throttled> {
+        let Some(budget) = self.budget() else {
+            return Ok(());
+        };
         let buckets = self.lock();
         let mut retry_after = Duration::ZERO;
-        for (key, budget) in self.keys(username, client) {
+        for (key, budget) in self.keys(budget, username, client) {
             if let Some(full_at) = buckets.get(&key) {
                 retry_after = retry_after.max(wait(*full_at, budget, now));
             }
@@ -76,8 +85,11 @@ impl Throttle {
 
     /// Spends one failure from the buckets of `username` at `client`.
     pub fn failed(&self, username: &str, client: IpAddr, now: Instant) {
+        let Some(budget) = self.budget() else {
+            return;
+        };
         let mut buckets = self.lock();
-        for (key, budget) in self.keys(username, client) {
+        for (key, budget) in self.keys(budget, username, client) {
             if !buckets.contains_key(&key) && buckets.len() >= MAX_BUCKETS {
                 make_room(&mut buckets, now);
             }
@@ -86,14 +98,18 @@ impl Throttle {
         }
     }
 
-    fn keys(&self, username: &str, client: IpAddr) -> [(Key, Budget); 2] {
+    fn budget(&self) -> Option<Budget> {
+        *self.budget.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn keys(&self, budget: Budget, username: &str, client: IpAddr) -> [(Key, Budget); 2] {
         let name = self.names.hash_one(username);
         let address = Budget {
-            burst: self.budget.burst.saturating_mul(ADDRESS_FACTOR),
-            interval: self.budget.interval / ADDRESS_FACTOR,
+            burst: budget.burst.saturating_mul(ADDRESS_FACTOR),
+            interval: budget.interval / ADDRESS_FACTOR,
         };
         [
-            (Key::User(name, client), self.budget),
+            (Key::User(name, client), budget),
             (Key::Address(client), address),
         ]
     }
@@ -138,10 +154,10 @@ mod tests {
     const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
     fn throttle(burst: u32) -> Throttle {
-        Throttle::new(Budget {
+        Throttle::new(Some(Budget {
             burst,
             interval: Duration::from_secs(1),
-        })
+        }))
     }
 
     fn fail(throttle: &Throttle, name: &str, client: IpAddr, times: u32, now: Instant) {
@@ -208,6 +224,16 @@ mod tests {
                 retry_after: Duration::from_secs(3)
             })
         );
+    }
+
+    #[test]
+    fn a_throttle_turned_off_refuses_nothing_and_counts_nothing() {
+        let throttle = throttle(1);
+        let t0 = Instant::now();
+        throttle.set_budget(None);
+        fail(&throttle, "alice", A, 5, t0);
+        assert_eq!(throttle.check("alice", A, t0), Ok(()));
+        assert!(throttle.lock().is_empty());
     }
 
     #[test]
