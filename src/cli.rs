@@ -1,8 +1,9 @@
 //! The command line (SPEC §9): `kapauth serve|meta|check-config|version [--config FILE]`,
 //! `--set section.key=value` flags, and `--help` for each; `kapauth user|role …` are
-//! parsed by `admin::args`. Parsing is a pure function of the
-//! arguments; `main` loads the configuration and hands it to the program asked for. A usage
-//! error is one line on stderr and exit code 2; a bad configuration is exit code 1.
+//! parsed by `admin::args`, `kapauth explain …` by `explain::args`. Parsing is a pure function
+//! of the arguments; `main` loads the configuration and hands it to the program asked for. A
+//! usage error is one line on stderr and exit code 2; a bad configuration is exit code 1
+//! (2 for explain, whose 1 means "refused").
 
 use std::ffi::OsString;
 use std::fmt;
@@ -389,6 +390,17 @@ mod tests {
                     options: options(Some("k.conf"), &[]),
                     meta: None,
                     operation: crate::admin::action::Operation::List(Kind::User),
+                },
+            ))),
+        );
+        check(
+            &["explain", "alice", "GET", "/kapacitor/v1/tasks"],
+            Ok(Command::Explain(explain::Parsed::Run(
+                explain::Invocation {
+                    options: Options::default(),
+                    user: "alice".to_string(),
+                    method: "GET".to_string(),
+                    target: "/kapacitor/v1/tasks".to_string(),
                 },
             ))),
         );

@@ -56,7 +56,7 @@ pub fn run(invocation: &Invocation, config: &Config) -> i32 {
         }
         Err(Unavailable(reason)) => {
             eprintln!(
-                "kapauth: explain: cannot look up {:?} in {description}: {reason}; the gateway would answer 503 unless it holds a live cache entry for the user",
+                "kapauth: explain: cannot look up {:?} in {description}: {reason}; a gateway that cannot either answers 503, unless it holds a live cache entry for the user",
                 invocation.user
             );
             UNDECIDED

@@ -12,11 +12,13 @@ use std::collections::BTreeMap;
 
 use crate::gateway::authenticate::{AuthError, MetaUser, Unavailable, grants_of};
 use crate::gateway::authorize::{self, Decision, Rule, rules};
+use crate::gateway::credentials::parse_credentials;
 use crate::gateway::forward::forward_target;
 use crate::gateway::request_path::{canonical_path, split_target};
 use crate::gateway::respond::{self, Reply, go_quote};
 use crate::http::head::reason_phrase;
 use crate::query::query_value;
+use crate::secret::{SecretText, basic_header};
 
 /// The request to explain.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +127,15 @@ pub fn explain(
     }
 
     out.section("user");
+    // The gateway reads credentials before any lookup: a username its Basic reading refuses
+    // (Kapacitor's subscription token) is refused there, whatever meta holds.
+    let as_basic = basic_header(user, &SecretText::new("-"));
+    if let Err(error) = parse_credentials(Some(&as_basic), None) {
+        out.item(&format!(
+            "as a Basic username it gets 401 {:?} before any lookup; below is the answer for ?u=&p= or a token",
+            error.to_string()
+        ));
+    }
     let Some(meta_user) = look_up(user)? else {
         out.item(&format!("{} is not in {}", name(user), setup.source));
         return Ok(out.refused(respond::unauthorized(&AuthError::Failed.to_string())));
@@ -145,7 +156,7 @@ pub fn explain(
         };
         out.item(&format!(
             "{} on {} ({}){ignored}",
-            permission.permission,
+            name(permission.permission),
             scope(permission.scope),
             origin(permission.origin)
         ));
@@ -244,7 +255,7 @@ fn describe(source: &Source<'_>) -> String {
     format!(
         "{} from {} on {} ({}){unless}",
         rule.privilege.as_str(),
-        held.permission,
+        name(held.permission),
         scope(held.scope),
         origin(held.origin)
     )
@@ -265,7 +276,8 @@ fn origin(origin: Origin<'_>) -> String {
     }
 }
 
-/// A user or role name as it is when it cannot be misread, else Go-quoted.
+/// A user, role or permission name as it is when it cannot be misread, else Go-quoted: an
+/// external meta's names are data, and a control character in one must not reach the terminal.
 fn name(text: &str) -> Cow<'_, str> {
     let plain = !text.is_empty()
         && text
@@ -371,6 +383,14 @@ mod tests {
         source: "the test store",
     };
 
+    fn question<'a>(user: &'a str, method: &'a str, target: &'a str) -> Question<'a> {
+        Question {
+            user,
+            method,
+            target,
+        }
+    }
+
     fn permissions(scoped: &[(&str, &[&str])]) -> Permissions {
         scoped
             .iter()
@@ -408,11 +428,7 @@ mod tests {
     /// The outcome and the lines of the report for alice's request (each expected line must
     /// be in the text, whole); the hash never is.
     fn check(setup: Setup<'_>, method: &str, target: &str, outcome: Outcome, lines: &[&str]) {
-        let question = Question {
-            user: "alice",
-            method,
-            target,
-        };
+        let question = question("alice", method, target);
         let report = explain(question, setup, |_| Ok(Some(alice()))).expect("no meta to fail");
         assert_eq!(report.outcome, outcome, "{}", report.text);
         let text_lines: Vec<&str> = report.text.lines().collect();
@@ -445,11 +461,7 @@ mod tests {
 
     #[test]
     fn only_roles_that_list_the_user_are_named() {
-        let question = Question {
-            user: "alice",
-            method: "GET",
-            target: "/kapacitor/v1/tasks",
-        };
+        let question = question("alice", "GET", "/kapacitor/v1/tasks");
         for resolve_roles in [true, false] {
             let setup = Setup {
                 resolve_roles,
@@ -462,12 +474,23 @@ mod tests {
     }
 
     #[test]
+    fn the_subscription_token_is_named_as_basic_refuses_it() {
+        let subscriber = question("~subscriber", "GET", "/kapacitor/v1/tasks");
+        let report = explain(subscriber, SETUP, |_| Ok(None)).expect("no meta to fail");
+        let note = "  as a Basic username it gets 401 \"subscription tokens are not supported; give the subscription a meta user\" before any lookup; below is the answer for ?u=&p= or a token\n";
+        assert!(report.text.contains(note), "{}", report.text);
+        let alice = question("alice", "GET", "/kapacitor/v1/tasks");
+        let report = explain(alice, SETUP, |_| Ok(None)).expect("no meta to fail");
+        assert!(
+            !report.text.contains("as a Basic username"),
+            "{}",
+            report.text
+        );
+    }
+
+    #[test]
     fn an_unknown_user_gets_the_gateways_401() {
-        let question = Question {
-            user: "nobody",
-            method: "GET",
-            target: "/kapacitor/v1/tasks",
-        };
+        let question = question("nobody", "GET", "/kapacitor/v1/tasks");
         let report = explain(question, SETUP, |_| Ok(None)).expect("no meta to fail");
         assert_eq!(report.outcome, Outcome::Denied);
         assert!(report.text.contains("  nobody is not in the test store\n"));
@@ -485,11 +508,7 @@ mod tests {
 
     #[test]
     fn a_failed_lookup_is_returned_and_a_refused_path_looks_nobody_up() {
-        let question = |target| Question {
-            user: "alice",
-            method: "GET",
-            target,
-        };
+        let question = |target| question("alice", "GET", target);
         let failed = explain(question("/kapacitor/v1/tasks"), SETUP, |_| {
             Err(Unavailable("meta is down".to_string()))
         });
