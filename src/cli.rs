@@ -1,8 +1,9 @@
 //! The command line (SPEC §9): `kapauth serve|meta|check-config|version [--config FILE]`,
 //! `--set section.key=value` flags, and `--help` for each; `kapauth user|role …` are
-//! parsed by `admin::args`. Parsing is a pure function of the
-//! arguments; `main` loads the configuration and hands it to the program asked for. A usage
-//! error is one line on stderr and exit code 2; a bad configuration is exit code 1.
+//! parsed by `admin::args`, `kapauth explain …` by `explain::args`. Parsing is a pure function
+//! of the arguments; `main` loads the configuration and hands it to the program asked for. A
+//! usage error is one line on stderr and exit code 2; a bad configuration is exit code 1
+//! (2 for explain, whose 1 means "refused").
 
 use std::ffi::OsString;
 use std::fmt;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use crate::admin::action::Kind;
 use crate::admin::args::{Parsed, UsageError};
 use crate::config::{self, Config, ConfigError};
+use crate::explain::args as explain;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub enum Command {
     Help(Option<Program>),
     /// `kapauth user …` or `kapauth role …`.
     Admin(Parsed),
+    /// `kapauth explain …`.
+    Explain(explain::Parsed),
 }
 
 /// The programs that take a configuration.
@@ -143,6 +147,15 @@ pub fn main() -> i32 {
             Ok((_, config)) => crate::admin::run(&invocation, &config),
             Err(error) => config_failed(&error),
         },
+        Command::Explain(explain::Parsed::Help(text)) => {
+            print!("{text}");
+            0
+        }
+        // Exit 1 means "denied" to explain, so a bad configuration is its UNDECIDED.
+        Command::Explain(explain::Parsed::Run(invocation)) => match load(&invocation.options) {
+            Ok((_, config)) => crate::explain::run(&invocation, &config),
+            Err(error) => config_failed(&error).max(explain::UNDECIDED),
+        },
     }
 }
 
@@ -165,6 +178,11 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, C
             "help" => return Ok(Command::Help(None)),
             "user" => return admin(Kind::User, &mut parser),
             "role" => return admin(Kind::Role, &mut parser),
+            "explain" => {
+                return explain::parse(&mut parser)
+                    .map(Command::Explain)
+                    .map_err(CliError::Admin);
+            }
             other => return Err(CliError::UnknownCommand(other.to_string())),
         },
         Some(Short(c)) => {
@@ -231,7 +249,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, C
 pub fn help(program: Option<Program>) -> String {
     const FLAGS: &str = "\nFlags:\n  -c, --config FILE        read FILE (TOML; a kapacitor.conf works: only [http], [auth],\n                           [gateway] and [meta] are read)\n      --set SECTION.KEY=V  override one key, e.g. --set gateway.upstream=http://127.0.0.1:9093\n  -h, --help               print this help\n\nPrecedence: defaults < file < environment (KAPACITOR_HTTP_*, KAPACITOR_AUTH_*,\nKAPAUTH_GATEWAY_*, KAPAUTH_META_*) < --set flags.\n";
     match program {
-        None => "kapauth: InfluxDB Enterprise-style authentication in front of Kapacitor\n\nUsage: kapauth <command> [flags]\n\nCommands:\n  serve         run the gateway on [http] bind-address (and the embedded meta store\n                when [auth] meta-addr is empty)\n  meta          run the meta API user and role server on [meta] bind-address\n  check-config  print the effective configuration, secrets redacted\n  user          add, remove, grant, revoke and list the meta API's users\n  role          the same for roles, and their members\n  version       print the version\n\nRun 'kapauth <command> --help' for a command's flags.\n".to_string(),
+        None => "kapauth: InfluxDB Enterprise-style authentication in front of Kapacitor\n\nUsage: kapauth <command> [flags]\n\nCommands:\n  serve         run the gateway on [http] bind-address (and the embedded meta store\n                when [auth] meta-addr is empty)\n  meta          run the meta API user and role server on [meta] bind-address\n  check-config  print the effective configuration, secrets redacted\n  user          add, remove, grant, revoke and list the meta API's users\n  role          the same for roles, and their members\n  explain       say what serve would answer USER's METHOD TARGET request, and why\n  version       print the version\n\nRun 'kapauth <command> --help' for a command's flags.\n".to_string(),
         Some(Program::Serve) => format!("Usage: kapauth serve [--config FILE] [--set SECTION.KEY=VALUE]...\n\nAuthenticates requests against the meta API, authorizes them with Kapacitor's\nprivilege rules and forwards the allowed ones to [gateway] upstream.\n{FLAGS}"),
         Some(Program::Meta) => format!("Usage: kapauth meta [--config FILE] [--set SECTION.KEY=VALUE]...\n\nServes the meta API's /user, /role and /authorized endpoints from a durable\nstore in [meta] dir.\n{FLAGS}"),
         Some(Program::CheckConfig) => format!("Usage: kapauth check-config [--config FILE] [--set SECTION.KEY=VALUE]...\n\nPrints the effective configuration with each value's origin and exits 0, or\nnames what is wrong and exits 1. Secrets print as <redacted>.\n{FLAGS}"),
@@ -384,6 +402,17 @@ mod tests {
                     options: options(Some("k.conf"), &[]),
                     meta: None,
                     operation: crate::admin::action::Operation::List(Kind::User),
+                },
+            ))),
+        );
+        check(
+            &["explain", "alice", "GET", "/kapacitor/v1/tasks"],
+            Ok(Command::Explain(explain::Parsed::Run(
+                explain::Invocation {
+                    options: Options::default(),
+                    user: "alice".to_string(),
+                    method: "GET".to_string(),
+                    target: "/kapacitor/v1/tasks".to_string(),
                 },
             ))),
         );

@@ -2,12 +2,15 @@
 //! Kapacitor. Two programs share this library: the gateway (`kapauth serve`, `gateway/`) and
 //! the meta server (`kapauth meta`, `meta_server/`); they never import each other, and
 //! `serve.rs` is the one place that wires the embedded meta store into the gateway. A third,
-//! `kapauth user|role` (`admin/`), manages users and roles over any meta API's HTTP side.
+//! `kapauth user|role` (`admin/`), manages users and roles over any meta API's HTTP side. A
+//! fourth, `kapauth explain` (`explain/`), says what the gateway would answer a user's request
+//! and why; like `serve.rs` it uses both (the store file, and the gateway's pure decisions).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod gateway;
 pub mod http;
 pub mod lifecycle;

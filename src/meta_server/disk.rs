@@ -112,14 +112,7 @@ impl Disk {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(io("remove", &temp, error)),
         }
-        let path = dir.join(STORE_FILE);
-        let state = match fs::read(&path) {
-            Ok(bytes) => {
-                parse_store(&bytes).map_err(|problem| DiskError::Corrupt { path, problem })?
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(error) => return Err(io("read", &path, error)),
-        };
+        let state = read_store(dir)?.unwrap_or_default();
         Ok((
             Disk {
                 dir: dir.to_path_buf(),
@@ -154,6 +147,21 @@ impl Disk {
 
     pub fn path(&self) -> PathBuf {
         self.dir.join(STORE_FILE)
+    }
+}
+
+/// Reads the store file of `dir` without taking its lock and without changing anything there
+/// (`kapauth explain`, while `kapauth serve` may hold the lock); `None` when no store file
+/// exists. The file is only ever replaced by a rename of a whole fsynced file (`save`), so a
+/// read sees one acknowledged state, whole, and never a write in progress.
+pub fn read_store(dir: &Path) -> Result<Option<State>, DiskError> {
+    let path = dir.join(STORE_FILE);
+    match fs::read(&path) {
+        Ok(bytes) => parse_store(&bytes)
+            .map(Some)
+            .map_err(|problem| DiskError::Corrupt { path, problem }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(io("read", &path, error)),
     }
 }
 

@@ -301,6 +301,15 @@ impl State {
         })
     }
 
+    /// The roles whose `users` list holds `user`, in name order, as the meta API shows them.
+    pub fn roles_of(&self, user: &str) -> Vec<RoleDoc> {
+        self.roles
+            .iter()
+            .filter(|(_, role)| role.users.contains(user))
+            .filter_map(|(name, _)| self.role_doc(name))
+            .collect()
+    }
+
     /// Every role, in name order.
     pub fn role_docs(&self) -> Vec<RoleDoc> {
         self.roles

@@ -1,6 +1,7 @@
 //! Meta permissions → privileges (SPEC §3): turns the (scope, permission) pairs a user holds,
 //! directly or through roles, into `Grants`, the map resource → privilege set that the walk in
-//! `authorize` reads.
+//! `authorize` reads. The rows of SPEC §3's table are data (`rules`), so `kapauth explain` can say
+//! which permission each grant came from by reading the same rows.
 //!
 //! It never decides a request, never looks a user up and never reads the wire format of the meta
 //! API: callers hand it plain pairs. The result never depends on the order of the pairs, so a user
@@ -132,7 +133,8 @@ impl fmt::Debug for PrivilegeSet {
 
 impl Grants {
     /// The grants of the (scope, permission) pairs: scope is a database name, or `""` for all
-    /// databases; permission is a meta permission name such as `KapacitorAPI`.
+    /// databases; permission is a meta permission name such as `KapacitorAPI`. Each pair adds
+    /// the rows `rules` gives its permission.
     ///
     /// Every rule adds privileges to an entry (a set union), and unions give the same result in
     /// any order. The one rule that is not a union is `KapacitorAPI`'s `/api/config`: none, which
@@ -144,33 +146,23 @@ impl Grants {
     pub fn from_permissions<'a>(scoped: impl IntoIterator<Item = (&'a str, &'a str)>) -> Grants {
         let mut grants = Grants::default();
         for (scope, permission) in scoped {
-            match permission {
-                "KapacitorAPI" => {
-                    grants.add(API_RESOURCE, Privilege::All);
-                    // The config API stays closed unless it is granted on its own, because
-                    // `/api`: all would otherwise reach it as a parent.
-                    grants.add_if_absent(CONFIG_RESOURCE, Privilege::None);
+            for rule in rules(permission) {
+                let resource = rule.resource.of(scope);
+                if rule.only_if_absent {
+                    grants.add_if_absent(&resource, rule.privilege);
+                } else {
+                    grants.add(&resource, rule.privilege);
                 }
-                "KapacitorConfigAPI" => {
-                    grants.add(PING_RESOURCE, Privilege::All);
-                    grants.add(CONFIG_RESOURCE, Privilege::All);
-                }
-                "WriteData" => {
-                    grants.add(&database_resource(scope), Privilege::Write);
-                    // Kapacitor sets `/api/write` to {write}; WriteData is the only rule that
-                    // touches it, so adding gives the same set and keeps every rule a union.
-                    grants.add(WRITE_RESOURCE, Privilege::Write);
-                    grants.add(PING_RESOURCE, Privilege::All);
-                }
-                "ReadData" => {
-                    grants.add(PING_RESOURCE, Privilege::All);
-                    grants.add(&database_resource(scope), Privilege::Read);
-                }
-                // The meta node also holds InfluxDB permissions; Kapacitor ignores them.
-                _ => {}
             }
         }
         grants
+    }
+
+    /// Every entry, in resource order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, PrivilegeSet)> {
+        self.entries
+            .iter()
+            .map(|(resource, privileges)| (resource.as_str(), *privileges))
     }
 
     /// The privilege set held on exactly `resource`, without looking at its parents.
@@ -223,6 +215,84 @@ pub fn database_resource(db: &str) -> String {
     let suffix = if element == db { "_clean" } else { "_dirty" };
     format!("{DATABASE_RESOURCE}/{element}{suffix}")
 }
+
+/// One row of SPEC §3's table: what a permission adds, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub resource: RuleResource,
+    pub privilege: Privilege,
+    /// Creates the entry only when it has none: a default that any grant of its own replaces.
+    pub only_if_absent: bool,
+}
+
+/// The resource a rule grants on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleResource {
+    /// Always this resource, whatever the scope.
+    Fixed(&'static str),
+    /// The database resource of the permission's scope (`database_resource`).
+    ScopeDatabase,
+}
+
+impl RuleResource {
+    /// The resource for a permission held on `scope`.
+    pub fn of(self, scope: &str) -> std::borrow::Cow<'static, str> {
+        match self {
+            RuleResource::Fixed(resource) => resource.into(),
+            RuleResource::ScopeDatabase => database_resource(scope).into(),
+        }
+    }
+}
+
+/// The rules of a meta permission (SPEC §3); none for a permission Kapacitor ignores (the meta
+/// node also holds InfluxDB permissions). `Grants::from_permissions` applies them, and `kapauth
+/// explain` reads the same rows to say which permission each grant came from.
+pub fn rules(permission: &str) -> &'static [Rule] {
+    match permission {
+        "KapacitorAPI" => &KAPACITOR_API,
+        "KapacitorConfigAPI" => &KAPACITOR_CONFIG_API,
+        "WriteData" => &WRITE_DATA,
+        "ReadData" => &READ_DATA,
+        _ => &[],
+    }
+}
+
+const fn add(resource: RuleResource, privilege: Privilege) -> Rule {
+    Rule {
+        resource,
+        privilege,
+        only_if_absent: false,
+    }
+}
+
+const KAPACITOR_API: [Rule; 2] = [
+    add(RuleResource::Fixed(API_RESOURCE), Privilege::All),
+    // The config API stays closed unless it is granted on its own, because `/api`: all would
+    // otherwise reach it as a parent.
+    Rule {
+        resource: RuleResource::Fixed(CONFIG_RESOURCE),
+        privilege: Privilege::None,
+        only_if_absent: true,
+    },
+];
+
+const KAPACITOR_CONFIG_API: [Rule; 2] = [
+    add(RuleResource::Fixed(PING_RESOURCE), Privilege::All),
+    add(RuleResource::Fixed(CONFIG_RESOURCE), Privilege::All),
+];
+
+const WRITE_DATA: [Rule; 3] = [
+    add(RuleResource::ScopeDatabase, Privilege::Write),
+    // Kapacitor sets `/api/write` to {write}; WriteData is the only rule that touches it, so
+    // adding gives the same set and keeps every rule a union.
+    add(RuleResource::Fixed(WRITE_RESOURCE), Privilege::Write),
+    add(RuleResource::Fixed(PING_RESOURCE), Privilege::All),
+];
+
+const READ_DATA: [Rule; 2] = [
+    add(RuleResource::Fixed(PING_RESOURCE), Privilege::All),
+    add(RuleResource::ScopeDatabase, Privilege::Read),
+];
 
 /// Kapacitor's whole API.
 const API_RESOURCE: &str = "/api";

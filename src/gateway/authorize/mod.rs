@@ -8,7 +8,7 @@
 
 pub mod grants;
 
-pub use grants::{Grants, Privilege, PrivilegeSet, database_resource};
+pub use grants::{Grants, Privilege, PrivilegeSet, Rule, RuleResource, database_resource, rules};
 
 use std::fmt;
 
@@ -108,25 +108,7 @@ pub fn resource_for_path(decoded_path: &str) -> String {
 /// before walking for it, which is SPEC §2's "any authenticated user". The walk alone would
 /// deny it wherever the first entry is, say, `{read}`, which Kapacitor never does.
 pub fn check(grants: &Grants, privilege: Privilege, resource: &str) -> bool {
-    if privilege == Privilege::None {
-        return true;
-    }
-    // Kapacitor refuses a relative resource and cleans the others before walking.
-    if !resource.starts_with('/') {
-        return false;
-    }
-    let resource = clean_rooted(resource);
-    let mut candidate = resource.as_str();
-    loop {
-        // Stop at the first entry: a parent never overrides a child (SPEC §2).
-        if let Some(privileges) = grants.get(candidate) {
-            return privileges.allows(privilege);
-        }
-        match parent(candidate) {
-            Some(next) => candidate = next,
-            None => return false,
-        }
-    }
+    check_traced(grants, privilege, resource, &mut NoTrace)
 }
 
 /// The decision for a request: the method's privilege on the resource of its path.
@@ -135,45 +117,7 @@ pub fn check(grants: &Grants, privilege: Privilege, resource: &str) -> bool {
 /// checks it: as it is, then with that prefix replaced by `/kapacitor/v1`. Both must allow; a
 /// denial by the second check names the rewritten path.
 pub fn authorize(grants: &Grants, method: &str, decoded_path: &str) -> Decision {
-    let privilege = match required_privilege(method) {
-        Ok(privilege) => privilege,
-        Err(UnknownMethod(method)) => return Decision::Deny(Denial::UnknownMethod { method }),
-    };
-    let Some(rewritten) = preview_rewrite(decoded_path) else {
-        return check_path(grants, privilege, decoded_path);
-    };
-    match check_path(grants, privilege, decoded_path) {
-        Decision::Allow => check_path(grants, privilege, &rewritten),
-        denied => denied,
-    }
-}
-
-/// The extra check of a write: `POST` to Kapacitor's write endpoint with a non-empty `db` also
-/// needs write on that database's resource (same walk), else `Denial::Database`.
-///
-/// The write endpoint is `/write` or `/kapacitor/v1/write`, also when reached through the preview
-/// rewrite (`/kapacitor/v1preview/write`): Kapacitor routes the rewritten path to the same write
-/// handler, which checks the database there too. Any other request is not this check's concern
-/// and passes: it adds a requirement on top of `authorize`, which the caller runs first.
-pub fn authorize_write_database(
-    grants: &Grants,
-    method: &str,
-    decoded_path: &str,
-    db: Option<&str>,
-) -> Decision {
-    let routed_path = preview_rewrite(decoded_path).unwrap_or_else(|| decoded_path.to_owned());
-    let is_write =
-        method.eq_ignore_ascii_case("POST") && WRITE_PATHS.contains(&routed_path.as_str());
-    match db {
-        Some(db) if is_write && !db.is_empty() => {
-            if check(grants, Privilege::Write, &database_resource(db)) {
-                Decision::Allow
-            } else {
-                Decision::Deny(Denial::Database { db: db.to_owned() })
-            }
-        }
-        _ => Decision::Allow,
-    }
+    authorize_traced(grants, method, decoded_path, &mut NoTrace)
 }
 
 /// The whole decision for a request (SPEC §2): the method's privilege on the path, then,
@@ -184,9 +128,138 @@ pub fn authorize_request(
     decoded_path: &str,
     db: Option<&str>,
 ) -> Decision {
-    match authorize(grants, method, decoded_path) {
-        Decision::Allow => authorize_write_database(grants, method, decoded_path, db),
+    authorize_request_traced(grants, method, decoded_path, db, &mut NoTrace)
+}
+
+/// `authorize_request`, telling `trace` each step it takes: the code the gateway decides with
+/// is the code `kapauth explain` shows, so the two cannot drift. The gateway's `NoTrace` does
+/// nothing and costs nothing: each call is compiled for its trace.
+pub fn authorize_request_traced(
+    grants: &Grants,
+    method: &str,
+    decoded_path: &str,
+    db: Option<&str>,
+    trace: &mut impl Trace,
+) -> Decision {
+    match authorize_traced(grants, method, decoded_path, trace) {
+        Decision::Allow => authorize_write_database(grants, method, decoded_path, db, trace),
         denied => denied,
+    }
+}
+
+/// Receives the steps of a decision as they are taken.
+pub trait Trace {
+    fn step(&mut self, step: Step<'_>);
+}
+
+/// The gateway's trace: drops every step.
+pub struct NoTrace;
+
+impl Trace for NoTrace {
+    #[inline(always)]
+    fn step(&mut self, _: Step<'_>) {}
+}
+
+/// Keeps the text of every step, in order (`kapauth explain`, tests).
+impl Trace for Vec<String> {
+    fn step(&mut self, step: Step<'_>) {
+        self.push(step.to_string());
+    }
+}
+
+/// One step of a decision, borrowing what the decision already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// The method needs `privilege`.
+    Method {
+        method: &'a str,
+        privilege: Privilege,
+    },
+    /// The method maps to no privilege: denied.
+    UnknownMethod { method: &'a str },
+    /// A preview path is checked as it is, then as `rewritten`.
+    Preview { rewritten: &'a str },
+    /// The path's resource, about to be walked.
+    Resource { path: &'a str, resource: &'a str },
+    /// Privilege none is allowed without a walk.
+    NoWalk,
+    /// The resource does not start with `/`: denied.
+    NotRooted { resource: &'a str },
+    /// A resource of the walk without an entry: the walk goes up.
+    NoEntry { resource: &'a str },
+    /// The first entry of the walk decides.
+    Entry {
+        resource: &'a str,
+        held: PrivilegeSet,
+        privilege: Privilege,
+        allows: bool,
+    },
+    /// No entry up to `/`: denied.
+    NothingUpToRoot,
+    /// A write naming a database also needs write on its resource, walked next.
+    Database { db: &'a str, resource: &'a str },
+    /// `db` is given but the request is not a write to the write endpoint: not checked.
+    DatabaseNotChecked { db: &'a str },
+}
+
+impl fmt::Display for Step<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Method { method, privilege } => {
+                write!(
+                    formatter,
+                    "method {method} needs privilege {}",
+                    privilege.as_str()
+                )
+            }
+            Step::UnknownMethod { method } => write!(
+                formatter,
+                "method {method} maps to no privilege (HEAD, GET, POST, PATCH, PUT, DELETE do): denied"
+            ),
+            Step::Preview { rewritten } => write!(
+                formatter,
+                "a preview path is checked as it is, then as {rewritten}; both must allow"
+            ),
+            Step::Resource { path, resource } => {
+                write!(formatter, "path {path} → resource {resource}")
+            }
+            Step::NoWalk => formatter.write_str("privilege none needs no walk: allowed"),
+            Step::NotRooted { resource } => {
+                write!(
+                    formatter,
+                    "resource {resource:?} does not start with /: denied"
+                )
+            }
+            Step::NoEntry { resource } => {
+                write!(formatter, "{resource}: no entry, up to the parent")
+            }
+            Step::Entry {
+                resource,
+                held,
+                privilege,
+                allows,
+            } => {
+                let (verb, outcome) = if *allows {
+                    ("holds", "allowed")
+                } else {
+                    ("lacks", "denied; a parent never overrides it")
+                };
+                write!(
+                    formatter,
+                    "{resource}: {held:?} {verb} {}: {outcome}",
+                    privilege.as_str()
+                )
+            }
+            Step::NothingUpToRoot => formatter.write_str("no entry up to /: denied"),
+            Step::Database { db, resource } => write!(
+                formatter,
+                "a POST to the write endpoint with db={db:?} also needs write on {resource}"
+            ),
+            Step::DatabaseNotChecked { db } => write!(
+                formatter,
+                "db={db:?} is not checked: only a POST to /write or /kapacitor/v1/write is"
+            ),
+        }
     }
 }
 
@@ -199,9 +272,123 @@ const API_RESOURCE: &str = "/api";
 /// The paths Kapacitor routes to its write handler.
 const WRITE_PATHS: [&str; 2] = ["/write", "/kapacitor/v1/write"];
 
+fn authorize_traced(
+    grants: &Grants,
+    method: &str,
+    decoded_path: &str,
+    trace: &mut impl Trace,
+) -> Decision {
+    let privilege = match required_privilege(method) {
+        Ok(privilege) => privilege,
+        Err(UnknownMethod(method)) => {
+            trace.step(Step::UnknownMethod { method: &method });
+            return Decision::Deny(Denial::UnknownMethod { method });
+        }
+    };
+    trace.step(Step::Method { method, privilege });
+    let Some(rewritten) = preview_rewrite(decoded_path) else {
+        return check_path(grants, privilege, decoded_path, trace);
+    };
+    trace.step(Step::Preview {
+        rewritten: &rewritten,
+    });
+    match check_path(grants, privilege, decoded_path, trace) {
+        Decision::Allow => check_path(grants, privilege, &rewritten, trace),
+        denied => denied,
+    }
+}
+
+/// The extra check of a write: `POST` to Kapacitor's write endpoint with a non-empty `db` also
+/// needs write on that database's resource (same walk), else `Denial::Database`.
+///
+/// The write endpoint is `/write` or `/kapacitor/v1/write`, also when reached through the preview
+/// rewrite (`/kapacitor/v1preview/write`): Kapacitor routes the rewritten path to the same write
+/// handler, which checks the database there too. Any other request is not this check's concern
+/// and passes: it adds a requirement on top of `authorize`, which the caller runs first.
+fn authorize_write_database(
+    grants: &Grants,
+    method: &str,
+    decoded_path: &str,
+    db: Option<&str>,
+    trace: &mut impl Trace,
+) -> Decision {
+    let Some(db) = db.filter(|db| !db.is_empty()) else {
+        return Decision::Allow;
+    };
+    let routed_path = preview_rewrite(decoded_path);
+    let routed_path = routed_path.as_deref().unwrap_or(decoded_path);
+    let is_write = method.eq_ignore_ascii_case("POST") && WRITE_PATHS.contains(&routed_path);
+    if !is_write {
+        trace.step(Step::DatabaseNotChecked { db });
+        return Decision::Allow;
+    }
+    let resource = database_resource(db);
+    trace.step(Step::Database {
+        db,
+        resource: &resource,
+    });
+    if check_traced(grants, Privilege::Write, &resource, trace) {
+        Decision::Allow
+    } else {
+        Decision::Deny(Denial::Database { db: db.to_owned() })
+    }
+}
+
+fn check_traced(
+    grants: &Grants,
+    privilege: Privilege,
+    resource: &str,
+    trace: &mut impl Trace,
+) -> bool {
+    if privilege == Privilege::None {
+        trace.step(Step::NoWalk);
+        return true;
+    }
+    // Kapacitor refuses a relative resource and cleans the others before walking.
+    if !resource.starts_with('/') {
+        trace.step(Step::NotRooted { resource });
+        return false;
+    }
+    let resource = clean_rooted(resource);
+    let mut candidate = resource.as_str();
+    loop {
+        // Stop at the first entry: a parent never overrides a child (SPEC §2).
+        if let Some(held) = grants.get(candidate) {
+            let allows = held.allows(privilege);
+            trace.step(Step::Entry {
+                resource: candidate,
+                held,
+                privilege,
+                allows,
+            });
+            return allows;
+        }
+        trace.step(Step::NoEntry {
+            resource: candidate,
+        });
+        match parent(candidate) {
+            Some(next) => candidate = next,
+            None => {
+                trace.step(Step::NothingUpToRoot);
+                return false;
+            }
+        }
+    }
+}
+
 /// One check of the walk for a path, naming that path if it denies.
-fn check_path(grants: &Grants, privilege: Privilege, path: &str) -> Decision {
-    if check(grants, privilege, &resource_for_path(path)) {
+fn check_path(
+    grants: &Grants,
+    privilege: Privilege,
+    path: &str,
+    trace: &mut impl Trace,
+) -> Decision {
+    let resource = resource_for_path(path);
+    trace.step(Step::Resource {
+        path,
+        resource: &resource,
+    });
+    if check_traced(grants, privilege, &resource, trace) {
         Decision::Allow
     } else {
         Decision::Deny(Denial::Missing {
@@ -330,7 +517,7 @@ mod tests {
         expected: Decision,
     ) {
         assert_eq!(
-            authorize_write_database(grants, method, decoded_path, db),
+            authorize_write_database(grants, method, decoded_path, db, &mut NoTrace),
             expected,
             "{method} {decoded_path} db {db:?} with {grants:?}"
         );
@@ -349,6 +536,51 @@ mod tests {
 
     fn permissions(scoped: &[(&str, &str)]) -> Grants {
         Grants::from_permissions(scoped.iter().copied())
+    }
+
+    /// The steps `kapauth explain` prints, joined by ` | `; the traced decision must be the
+    /// gateway's own.
+    fn check_trace(
+        entries: &[(&str, &[Privilege])],
+        method: &str,
+        target: (&str, Option<&str>),
+        expected: &str,
+    ) {
+        let (path, db) = target;
+        let grants = Grants::from_entries(entries);
+        let mut steps: Vec<String> = Vec::new();
+        let decision = authorize_request_traced(&grants, method, path, db, &mut steps);
+        let untraced = authorize_request(&grants, method, path, db);
+        assert_eq!(decision, untraced, "{method} {path} db {db:?}");
+        assert_eq!(steps.join(" | "), expected, "{method} {path} db {db:?}");
+    }
+
+    // One case a line: the expected steps are the text kapauth explain prints.
+    #[rustfmt::skip]
+    #[test]
+    fn the_trace_tells_each_step_of_the_walk() {
+        let api: &[(&str, &[Privilege])] = &[("/api", &[All]), ("/api/config", &[NoPrivilege])];
+        let writer: &[(&str, &[Privilege])] =
+            &[("/api/write", &[Write]), ("/database/db1_clean", &[Write])];
+        check_trace(api, "GET", (TASK_PATH, None), "method GET needs privilege read | path /kapacitor/v1/tasks/t1 → resource /api/tasks/t1 | /api/tasks/t1: no entry, up to the parent | /api/tasks: no entry, up to the parent | /api: {all} holds read: allowed");
+        check_trace(api, "GET", ("/kapacitor/v1/config/smtp", None), "method GET needs privilege read | path /kapacitor/v1/config/smtp → resource /api/config/smtp | /api/config/smtp: no entry, up to the parent | /api/config: {none} lacks read: denied; a parent never overrides it");
+        check_trace(&[], "delete", ("/kapacitor/v1", None), "method delete needs privilege delete | path /kapacitor/v1 → resource /api | /api: no entry, up to the parent | /: no entry, up to the parent | no entry up to /: denied");
+        check_trace(&[], "HEAD", (TASK_PATH, None), "method HEAD needs privilege none | path /kapacitor/v1/tasks/t1 → resource /api/tasks/t1 | privilege none needs no walk: allowed");
+        check_trace(api, "trace", (TASK_PATH, None), "method TRACE maps to no privilege (HEAD, GET, POST, PATCH, PUT, DELETE do): denied");
+        check_trace(api, "GET", ("/kapacitor/v1preview/x", None), "method GET needs privilege read | a preview path is checked as it is, then as /kapacitor/v1/x; both must allow | path /kapacitor/v1preview/x → resource /api/preview/x | /api/preview/x: no entry, up to the parent | /api/preview: no entry, up to the parent | /api: {all} holds read: allowed | path /kapacitor/v1/x → resource /api/x | /api/x: no entry, up to the parent | /api: {all} holds read: allowed");
+        check_trace(&[("/api/x", &[All])], "GET", ("/kapacitor/v1preview/x", None), "method GET needs privilege read | a preview path is checked as it is, then as /kapacitor/v1/x; both must allow | path /kapacitor/v1preview/x → resource /api/preview/x | /api/preview/x: no entry, up to the parent | /api/preview: no entry, up to the parent | /api: no entry, up to the parent | /: no entry, up to the parent | no entry up to /: denied");
+        check_trace(writer, "POST", ("/write", Some("db1")), "method POST needs privilege write | path /write → resource /api/write | /api/write: {write} holds write: allowed | a POST to the write endpoint with db=\"db1\" also needs write on /database/db1_clean | /database/db1_clean: {write} holds write: allowed");
+        check_trace(writer, "POST", ("/write", Some("db2")), "method POST needs privilege write | path /write → resource /api/write | /api/write: {write} holds write: allowed | a POST to the write endpoint with db=\"db2\" also needs write on /database/db2_clean | /database/db2_clean: no entry, up to the parent | /database: no entry, up to the parent | /: no entry, up to the parent | no entry up to /: denied");
+        check_trace(writer, "POST", ("/write", Some("")), "method POST needs privilege write | path /write → resource /api/write | /api/write: {write} holds write: allowed");
+        check_trace(api, "GET", ("/kapacitor/v1/tasks", Some("db1")), "method GET needs privilege read | path /kapacitor/v1/tasks → resource /api/tasks | /api/tasks: no entry, up to the parent | /api: {all} holds read: allowed | db=\"db1\" is not checked: only a POST to /write or /kapacitor/v1/write is");
+        check_trace(writer, "GET", ("/write", Some("db1")), "method GET needs privilege read | path /write → resource /api/write | /api/write: {write} lacks read: denied; a parent never overrides it");
+    }
+
+    #[test]
+    fn the_trace_names_a_resource_that_is_not_rooted() {
+        let mut steps: Vec<String> = Vec::new();
+        assert!(!check_traced(&Grants::default(), Read, "api", &mut steps));
+        assert_eq!(steps, [r#"resource "api" does not start with /: denied"#]);
     }
 
     #[test]
