@@ -293,11 +293,7 @@ impl MetaSource for Embedded {
         let state = self.0.snapshot();
         Ok(state.user_doc(name).map(|user| MetaUser {
             user,
-            roles: state
-                .role_docs()
-                .into_iter()
-                .filter(|role| role.users.iter().any(|u| u == name))
-                .collect(),
+            roles: state.roles_of(name),
         }))
     }
 
