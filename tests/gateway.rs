@@ -454,6 +454,47 @@ fn a_write_to_a_database_needs_write_data_on_it_or_gets_kapacitors_plain_text_40
 }
 
 #[test]
+fn an_influxdb_subscription_write_reaches_kapacitor_as_the_setup_guide_describes() {
+    // The README's step 3: a meta user with WriteData on the database, and the write as
+    // InfluxDB's subscriber sends it (its HTTP client: Basic from the subscription URL,
+    // the query in Go's sorted form, User-Agent InfluxDBClient).
+    let stack = Stack::start(&[]);
+    stack.create_user("telegraf-writer", "wr1ter", &[("telegraf", &["WriteData"])]);
+    let target = "/write?consistency=&db=telegraf&precision=ns&rp=autogen";
+    let points = b"cpu,host=edge1 usage_idle=97.5 1764636000000000000\nmem,host=edge1 used=1024i 1764636000000000000\n";
+    let headers = [
+        ("Authorization", basic("telegraf-writer", "wr1ter")),
+        ("User-Agent", "InfluxDBClient".to_string()),
+        ("Content-Type", "".to_string()),
+    ];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let written = stack.post(target, &headers, points);
+    assert_eq!(written.status, 200, "{written:?}");
+    let seen = Seen::parse(&written.body);
+    assert_eq!(
+        (seen.method.as_str(), seen.target.as_str()),
+        ("POST", target)
+    );
+    assert_eq!(seen.body_length, points.len() as u64);
+    assert_eq!(
+        seen.header("Authorization"),
+        None,
+        "credentials never reach Kapacitor"
+    );
+    // Another database of the same InfluxDB is refused with Kapacitor's text.
+    let other = stack.post(
+        "/write?consistency=&db=other&precision=ns&rp=autogen",
+        &headers,
+        points,
+    );
+    assert_eq!(other.status, 401, "{other:?}");
+    assert_eq!(
+        other.text(),
+        "\"telegraf-writer\" user is not authorized to write to database \"other\"\n"
+    );
+}
+
+#[test]
 fn options_is_forwarded_without_credentials_and_head_needs_only_a_known_user() {
     let stack = Stack::start(&[]);
     stack.create_user("nobody", "pw", &[]);
@@ -1668,7 +1709,10 @@ fn scrape(addr: SocketAddr, path: &str) -> std::collections::BTreeMap<String, f6
     // make test names the venv scripts/test-deps made; a plain cargo test finds it there too.
     let venv = std::env::var("HOME").map(|home| format!("{home}/.cache/kapauth/py/bin/python"));
     let python = std::env::var("KAPAUTH_TEST_PYTHON")
-        .or(venv.ok().filter(|path| std::path::Path::new(path).exists()).ok_or(()))
+        .or(venv
+            .ok()
+            .filter(|path| std::path::Path::new(path).exists())
+            .ok_or(()))
         .unwrap_or_else(|_| "python3".to_string());
     let program = r#"
 import sys
