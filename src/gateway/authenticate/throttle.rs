@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,12 @@ pub struct Throttle {
     budget: RwLock<Option<Budget>>,
     names: RandomState,
     buckets: Mutex<HashMap<Key, Instant>>,
+    /// How many buckets there are, readable without the lock: while none is, no login is
+    /// refused, and a successful login pays no lock and no hash.
+    held: AtomicUsize,
+    /// When full buckets were last dropped: at most once a second, so an attack's buckets
+    /// go once it ends and logins are lock-free again.
+    pruned: Mutex<Option<Instant>>,
 }
 
 /// A bucket: one address, or one username (as a keyed hash) at one address.
@@ -56,6 +63,8 @@ impl Throttle {
             budget: RwLock::new(budget),
             names: RandomState::new(),
             buckets: Mutex::new(HashMap::new()),
+            held: AtomicUsize::new(0),
+            pruned: Mutex::new(None),
         }
     }
 
@@ -66,10 +75,14 @@ impl Throttle {
 
     /// Whether `client` may try a password for `username` now.
     pub fn check(&self, username: &str, client: IpAddr, now: Instant) -> Result<(), Throttled> {
+        if self.held.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
         let Some(budget) = self.budget() else {
             return Ok(());
         };
-        let buckets = self.lock();
+        let mut buckets = self.lock();
+        self.prune(&mut buckets, now);
         let mut retry_after = Duration::ZERO;
         for (key, budget) in self.keys(budget, username, client) {
             if let Some(full_at) = buckets.get(&key) {
@@ -96,6 +109,18 @@ impl Throttle {
             let full_at = buckets.entry(key).or_insert(now);
             *full_at = (*full_at).max(now) + budget.interval;
         }
+        self.held.store(buckets.len(), Ordering::Release);
+    }
+
+    /// Drops the buckets that are full again, at most once a second.
+    fn prune(&self, buckets: &mut HashMap<Key, Instant>, now: Instant) {
+        let mut pruned = self.pruned.lock().unwrap_or_else(PoisonError::into_inner);
+        if pruned.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(1)) {
+            return;
+        }
+        *pruned = Some(now);
+        buckets.retain(|_, full_at| *full_at > now);
+        self.held.store(buckets.len(), Ordering::Release);
     }
 
     fn budget(&self) -> Option<Budget> {
@@ -233,6 +258,18 @@ mod tests {
         throttle.set_budget(None);
         fail(&throttle, "alice", A, 5, t0);
         assert_eq!(throttle.check("alice", A, t0), Ok(()));
+        assert!(throttle.lock().is_empty());
+    }
+
+    #[test]
+    fn buckets_full_again_are_dropped_so_logins_go_lock_free() {
+        let throttle = throttle(2);
+        let t0 = Instant::now();
+        fail(&throttle, "alice", A, 1, t0);
+        assert!(throttle.held.load(Ordering::Acquire) > 0);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(throttle.check("bob", B, later), Ok(()));
+        assert_eq!(throttle.held.load(Ordering::Acquire), 0);
         assert!(throttle.lock().is_empty());
     }
 
