@@ -15,10 +15,11 @@ mod support;
 mod upstream;
 
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use deployment::{unit, unit_sandbox};
-use support::TempDir;
+use support::{Launch, TempDir};
 
 /// The highest exposure the unit may have: systemd's "OK" band ends at 2.9.
 const MOST_EXPOSURE: f64 = 2.9;
@@ -133,5 +134,52 @@ fn systemd_analyze(args: &[&str]) -> Option<Output> {
             println!("skipped: systemd-analyze cannot run here ({error}); install systemd");
             None
         }
+    }
+}
+
+#[test]
+fn the_packaged_config_is_the_units_and_names_only_absolute_paths() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit_text = std::fs::read_to_string(unit()).expect("read etc/kapauth.service");
+    assert!(
+        unit_text.contains(
+            "ExecStart=/usr/local/bin/kapauth serve --config /etc/kapauth/kapauth.conf\n"
+        ) && unit_text.contains("EnvironmentFile=-/etc/kapauth/kapauth.env\n")
+            && unit_text.contains("StateDirectory=kapauth\n")
+            && unit_text.contains("ExecReload=/bin/kill -HUP $MAINPID\n"),
+        "the unit's paths are the ones README \"Running it as a service\" installs"
+    );
+    let config = root.join("etc/kapauth.service.conf");
+    let checked = Launch::new("check-config")
+        .config(&config)
+        .run_with_stdin(b"");
+    assert_eq!(checked.code, Some(0), "{}", checked.stderr);
+    assert!(
+        checked.stdout.contains("  dir = \"/var/lib/kapauth/meta\""),
+        "[meta] dir is in the unit's StateDirectory: {}",
+        checked.stdout
+    );
+    // Commented lines too: they are what an operator uncomments.
+    let text = std::fs::read_to_string(&config).expect("read etc/kapauth.service.conf");
+    for line in text.lines() {
+        let setting = line.trim().trim_start_matches('#').trim();
+        let Some((key, value)) = setting.split_once(" = \"") else {
+            continue;
+        };
+        let value = value.trim_end_matches('"');
+        let is_path = [
+            "dir",
+            "-certificate",
+            "-private-key",
+            "-ca",
+            "-cert",
+            "-key",
+        ]
+        .iter()
+        .any(|suffix| key.ends_with(suffix));
+        assert!(
+            !is_path || value.is_empty() || value.starts_with('/'),
+            "{key} = {value:?} in etc/kapauth.service.conf is relative; a service runs in /"
+        );
     }
 }
