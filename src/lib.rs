@@ -14,6 +14,7 @@ pub mod log;
 pub mod meta_api;
 pub mod meta_server;
 pub mod query;
+pub mod resolve;
 pub mod secret;
 pub mod serve;
 pub mod tls;

@@ -146,9 +146,14 @@ impl BareRoot {
                 .gateway_config(META_HOST, upstream_host, "/meta-ca.pem")
                 .as_bytes(),
         );
-        let mut hosts = format!("127.0.0.1 localhost\n127.0.0.1 {META_HOST}\n");
-        if upstream_host == UPSTREAM_HOST {
-            hosts.push_str(&format!("127.0.0.1 {UPSTREAM_HOST}\n"));
+        // Each name also has ::1, where nothing listens, as `localhost` often has: glibc
+        // sorts the two (asking the kernel's interface list over netlink, which the unit
+        // refuses), and both clients must go on to the address that answers.
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for name in [META_HOST, UPSTREAM_HOST] {
+            if name == META_HOST || upstream_host == UPSTREAM_HOST {
+                hosts.push_str(&format!("::1 {name}\n127.0.0.1 {name}\n"));
+            }
         }
         root.write("etc/hosts", hosts.as_bytes());
         root.write(

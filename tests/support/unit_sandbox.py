@@ -115,12 +115,11 @@ def allowed_calls(entries):
 
 
 def add(filter_, action, call, *args):
-    """Adds a rule unless this kernel or libseccomp does not know the call (systemd skips
-    those too)."""
-    try:
-        filter_.add_rule(action, call, *args)
-    except (RuntimeError, ValueError, OSError):
-        pass
+    """Adds a rule, unless the call does not exist on this architecture (systemd skips
+    those too); any other failure stops the script rather than leave a filter weaker."""
+    if seccomp.resolve_syscall(seccomp.Arch.NATIVE, call) < 0:
+        return
+    filter_.add_rule(action, call, *args)
 
 
 def main():
