@@ -19,6 +19,7 @@ pub mod meta_api;
 pub mod meta_server;
 pub mod metrics;
 pub mod query;
+pub mod resolve;
 pub mod secret;
 pub mod serve;
 pub mod signals;

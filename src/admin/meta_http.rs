@@ -118,7 +118,7 @@ impl MetaHttp {
             agent_config = agent_config.tls_config(tls_config);
         }
         Ok(MetaHttp {
-            agent: agent_config.build().new_agent(),
+            agent: crate::resolve::agent(agent_config.build()),
             url,
             credentials: MetaCredentials::new(
                 &auth.meta_username,

@@ -7,7 +7,7 @@
 //! a method safe to repeat. Decides nothing about access or about which fields to send.
 
 use std::io::{self, Read};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -239,9 +239,7 @@ impl Upstream {
     #[inline(never)]
     fn connect(&self) -> Result<TcpStream, UpstreamError> {
         let unreachable = |error: io::Error| UpstreamError::Unreachable(error.kind().to_string());
-        let addresses = self
-            .authority
-            .to_socket_addrs()
+        let addresses = crate::resolve::socket_addrs(&self.authority)
             .map_err(|_| UpstreamError::Unreachable("host not found".to_string()))?;
         let mut last = io::Error::new(io::ErrorKind::NotFound, "host not found");
         for address in addresses {

@@ -27,13 +27,20 @@ pub struct Pki {
 
 /// Makes a CA named `name` and its server and client certificates in `dir`.
 pub fn make_pki(dir: &Path, name: &str) -> Pki {
+    make_pki_for(dir, name, "localhost")
+}
+
+/// `make_pki` with a server certificate for 127.0.0.1 and the host name `host`.
+pub fn make_pki_for(dir: &Path, name: &str, host: &str) -> Pki {
     std::fs::create_dir_all(dir).expect("create the certificate directory");
     let ca = make_ca(dir, name);
     let server = make_signed(
         dir,
         &format!("{name}-server"),
         &ca,
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        &format!(
+            "subjectAltName=IP:127.0.0.1,DNS:{host}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        ),
     );
     let client = make_signed(
         dir,

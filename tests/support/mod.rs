@@ -33,6 +33,11 @@ pub struct Launch {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     services: Vec<String>,
+    /// A program that starts kapauth (a sandbox, `chroot`) with its arguments; empty:
+    /// kapauth is started directly.
+    runner: Vec<OsString>,
+    /// The kapauth binary, as the runner (or this process) names it.
+    binary: OsString,
 }
 
 impl Launch {
@@ -43,6 +48,8 @@ impl Launch {
             args: Vec::new(),
             env: Vec::new(),
             services: Vec::new(),
+            runner: Vec::new(),
+            binary: env!("CARGO_BIN_EXE_kapauth").into(),
         }
     }
 
@@ -131,6 +138,15 @@ impl Launch {
         }
     }
 
+    /// Starts `binary` through `runner`: `RUNNER... BINARY PROGRAM ARGS...`, for a runner
+    /// that execs its last arguments in its own place (a sandbox, `chroot DIR`), so the pid
+    /// the test holds is kapauth's.
+    pub fn through(mut self, runner: &[OsString], binary: impl AsRef<OsStr>) -> Launch {
+        self.runner = runner.to_vec();
+        self.binary = binary.as_ref().into();
+        self
+    }
+
     /// Readiness also waits for `msg=listening service=SERVICE`.
     pub fn wait_for(mut self, service: &str) -> Launch {
         self.services.push(service.to_string());
@@ -177,7 +193,14 @@ impl Launch {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kapauth"));
+        let mut command = match self.runner.split_first() {
+            Some((runner, runner_args)) => {
+                let mut command = Command::new(runner);
+                command.args(runner_args).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         command.arg(&self.program).args(&self.args);
         // The test's own environment must not configure the binary: only what the test
         // says counts. kapauth compares names upper-cased, so these are too.

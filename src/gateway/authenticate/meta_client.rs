@@ -92,7 +92,7 @@ impl MetaClient {
             &auth.meta_internal_shared_secret,
         );
         Ok(MetaClient {
-            agent: config.build().new_agent(),
+            agent: crate::resolve::agent(config.build()),
             base: format!("{scheme}://{}", auth.meta_addr),
             credentials,
             timeout: auth.meta_timeout,
