@@ -405,8 +405,8 @@ fn nginx_passes_an_allowed_request_to_the_upstream_with_the_user_and_without_cre
 }
 
 #[test]
-fn nginx_answers_kapauths_401_and_403_with_its_own_page_and_forwards_nothing() {
-    let stack = Stack::start(&[]);
+fn nginx_answers_kapauths_401_and_403_with_its_own_page_any_other_denial_with_500() {
+    let stack = Stack::start(&[("auth.failed-login-burst", "1")]);
     stack.create_user("johndoe", "pa5sw0Rd", KAPACITOR);
     stack.create_user("nobody", "s3cret", &[]);
     let nginx = Nginx::start(&nginx_site(stack.gateway.addr(), &stack.echo, ""));
@@ -415,6 +415,15 @@ fn nginx_answers_kapauths_401_and_403_with_its_own_page_and_forwards_nothing() {
     let anonymous = get(&[]);
     let wrong = get(&[("Authorization", &basic("johndoe", "x"))]);
     let forbidden = get(&[("Authorization", &basic("nobody", "s3cret"))]);
+    // kapauth's 429 (the budget of one failure is spent) and 400 (a non-canonical path).
+    let throttled = get(&[("Authorization", &basic("johndoe", "x"))]);
+    let encoded_slash = request(
+        nginx.addr,
+        "GET",
+        "/kapacitor/v1/tasks%2Ft1",
+        &[("Authorization", &basic("nobody", "s3cret"))],
+        b"",
+    );
     let preflight = request(
         nginx.addr,
         "OPTIONS",
@@ -434,6 +443,17 @@ fn nginx_answers_kapauths_401_and_403_with_its_own_page_and_forwards_nothing() {
     }
     assert_eq!(forbidden.status, 403, "{forbidden:?}");
     assert!(forbidden.text().contains("403 Forbidden"), "{forbidden:?}");
+    // auth_request turns every status but 2xx, 401 and 403 into a 500, Retry-After lost.
+    for response in [&throttled, &encoded_slash] {
+        assert_eq!(response.status, 500, "{response:?}");
+        assert_eq!(response.header("Retry-After"), None);
+    }
+    stack
+        .gateway
+        .wait_for_log_lines(1, |line| line.contains("status=429"));
+    stack.gateway.wait_for_log_lines(1, |line| {
+        line.contains("uri=/kapacitor/v1/tasks%2Ft1 protocol=HTTP/1.0 status=400")
+    });
     assert_eq!(stack.echo.requests(), 1);
     // A preflight passes without a user; the client's X-Kapauth-User does not.
     assert_eq!(preflight.status, 200, "{preflight:?}");
