@@ -9,6 +9,8 @@
 mod certs;
 #[path = "support/raw_upstream.rs"]
 mod raw_upstream;
+#[path = "support/stack.rs"]
+mod stack;
 mod support;
 #[path = "support/tls_proxy.rs"]
 mod tls_proxy;
@@ -23,18 +25,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ring::hmac;
 use serde_json::json;
+use stack::{
+    ADMIN, ADMIN_PASSWORD, KAPACITOR, Stack, create_user, gateway_launch, meta_post, start_meta,
+};
 use support::{Kapauth, Launch, Response, TempDir, basic, request};
 use tls_proxy::TlsProxy;
 use upstream::{Echo, Pattern, Seen, pattern_sha256};
 
-const ADMIN: &str = "admin";
-const ADMIN_PASSWORD: &str = "changeit";
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 const KAPACITOR_REALM: &str = "Basic realm=\"kapacitor\"";
 const SHARED_SECRET: &str = "the gateway's shared secret";
 const TASKS: &str = "/kapacitor/v1/tasks";
-/// The seed's permissions for a Kapacitor user.
-const KAPACITOR: &[(&str, &[&str])] = &[("", &["KapacitorAPI", "KapacitorConfigAPI"])];
 
 // ---------------------------------------------------------------------------------------
 // The seed's story (SPEC §1–§3, §7)
@@ -2014,132 +2015,6 @@ fn an_unread_chunked_body_is_never_parsed_as_the_next_request() {
 // ---------------------------------------------------------------------------------------
 // Fixture
 // ---------------------------------------------------------------------------------------
-
-/// A meta server with an administrator, an echo upstream, and a gateway between them.
-struct Stack {
-    gateway: Kapauth,
-    meta: Kapauth,
-    echo: Echo,
-    _dir: TempDir,
-}
-
-impl Stack {
-    /// Starts the three; `settings` are extra `--set` flags for the gateway.
-    fn start(settings: &[(&str, &str)]) -> Stack {
-        let dir = TempDir::new("gateway");
-        let meta = start_meta(&dir);
-        let echo = Echo::start();
-        let mut launch = gateway_launch(meta.addr(), &echo);
-        for (key, value) in settings {
-            launch = launch.set(key, value);
-        }
-        Stack {
-            gateway: launch.start(),
-            meta,
-            echo,
-            _dir: dir,
-        }
-    }
-
-    fn request(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Response {
-        request(self.gateway.addr(), method, target, headers, body)
-    }
-
-    fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
-        self.request("GET", target, headers, b"")
-    }
-
-    fn post(&self, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        self.request("POST", target, headers, body)
-    }
-
-    fn create_user(&self, name: &str, password: &str, permissions: &[(&str, &[&str])]) {
-        create_user(self.meta.addr(), name, password, permissions);
-    }
-
-    fn meta_post(&self, path: &str, body: serde_json::Value) {
-        meta_post(self.meta.addr(), path, &body);
-    }
-
-    /// How many times the gateway has asked meta for `user`. A `/ping` to meta is sent
-    /// and its access line awaited first: stderr is one ordered pipe, so every lookup
-    /// line written before it has been read by then.
-    fn lookups(&self, user: &str) -> usize {
-        let is_ping = |line: &str| line.contains(" path=/ping ");
-        let pings = self.meta.count_log_lines(is_ping);
-        let pong = request(self.meta.addr(), "GET", "/ping", &[], b"");
-        assert_eq!(pong.status, 204, "{pong:?}");
-        self.meta.wait_for_log_lines(pings + 1, is_ping);
-        let lookup = format!(" method=GET path=/user name={user} ");
-        self.meta.count_log_lines(|line| line.contains(&lookup))
-    }
-}
-
-/// `kapauth meta` over `dir` with its administrator made by the bootstrap `create`.
-fn start_meta(dir: &TempDir) -> Kapauth {
-    let meta = Launch::meta(&dir.join("meta")).start();
-    let response = request(
-        meta.addr(),
-        "POST",
-        "/user",
-        &[],
-        json!({"action": "create", "user": {"name": ADMIN, "password": ADMIN_PASSWORD}})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(response.status, 200, "bootstrap admin: {response:?}");
-    meta
-}
-
-/// `kapauth serve` in front of `echo`, asking the meta API at `meta` as the administrator.
-fn gateway_launch(meta: SocketAddr, echo: &Echo) -> Launch {
-    Launch::serve()
-        .set("http.bind-address", "127.0.0.1:0")
-        .set("auth.meta-addr", meta.to_string())
-        .set("auth.meta-username", ADMIN)
-        .set("auth.meta-password", ADMIN_PASSWORD)
-        .set("auth.bcrypt-cost", "4")
-        .set("auth.meta-timeout", "2s")
-        .set("gateway.upstream", echo.url())
-        .wait_for("gateway")
-}
-
-/// Creates a user and grants `permissions` (scope → names) through the meta API.
-fn create_user(meta: SocketAddr, name: &str, password: &str, permissions: &[(&str, &[&str])]) {
-    meta_post(
-        meta,
-        "/user",
-        &json!({"action": "create", "user": {"name": name, "password": password}}),
-    );
-    if !permissions.is_empty() {
-        let permissions: serde_json::Map<String, serde_json::Value> = permissions
-            .iter()
-            .map(|(scope, names)| (scope.to_string(), json!(names)))
-            .collect();
-        meta_post(
-            meta,
-            "/user",
-            &json!({"action": "add-permissions", "user": {"name": name, "permissions": permissions}}),
-        );
-    }
-}
-
-fn meta_post(meta: SocketAddr, path: &str, body: &serde_json::Value) {
-    let response = request(
-        meta,
-        "POST",
-        path,
-        &[("Authorization", &basic(ADMIN, ADMIN_PASSWORD))],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(response.status, 200, "POST {path} {body}: {response:?}");
-}
 
 fn assert_unauthorized(response: &Response, message: &str, context: &str) {
     assert_eq!(response.status, 401, "{context}: {response:?}");

@@ -73,6 +73,8 @@ fn sigterm_stops_accepting_lets_the_request_in_flight_finish_and_exits_zero() {
     release.send(()).unwrap();
     let answer = in_flight.join().unwrap();
     assert_eq!((answer.status, answer.text()), (200, "done"));
+    // Lines reach the test through a pipe and a thread: the last one first, then the exit.
+    kapauth.wait_for_log_lines(1, |line| line.contains("msg=\"shutdown complete\""));
     assert_eq!(kapauth.wait_for_exit(Duration::from_secs(10)), Some(0));
     let lines = kapauth.log_lines();
     assert!(
@@ -107,6 +109,8 @@ fn a_request_outlasting_shutdown_timeout_is_abandoned_and_the_exit_is_still_zero
         thread::yield_now();
     }
     kapauth.signal("INT");
+    // Lines reach the test through a pipe and a thread: the last one first, then the exit.
+    kapauth.wait_for_log_lines(1, |line| line.contains("msg=\"shutdown complete\""));
     assert_eq!(kapauth.wait_for_exit(Duration::from_secs(10)), Some(0));
     let lines = kapauth.log_lines();
     assert!(
@@ -131,6 +135,8 @@ fn kapauth_meta_stops_on_sigterm_with_exit_zero() {
     let mut meta = Launch::meta(&dir.join("meta")).start();
     assert_eq!(request(meta.addr(), "GET", "/ping", &[], b"").status, 204);
     meta.signal("TERM");
+    // Lines reach the test through a pipe and a thread: the last one first, then the exit.
+    meta.wait_for_log_lines(1, |line| line.contains("msg=\"shutdown complete\""));
     assert_eq!(meta.wait_for_exit(Duration::from_secs(10)), Some(0));
     assert!(
         meta.log_lines()

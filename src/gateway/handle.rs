@@ -1,7 +1,8 @@
 //! One request's whole story, top to bottom (SPEC §1–§7): the only file that sequences a
 //! request. Each step is a call into the file that owns it; what happens next is the
 //! next line here. Writes the access line at the end, naming the outcome and never a
-//! credential.
+//! credential. Forward-auth (`/kapauth/auth`, SPEC §6) decides the request a proxy names
+//! with the same `decide_access` that decides a gateway request.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crate::gateway::authenticate::{AuthError, Authenticator};
 use crate::gateway::authorize::{self, Decision, Denial};
 use crate::gateway::credentials::{Credentials, parse_credentials};
 use crate::gateway::forward::{self, ForwardError};
+use crate::gateway::forward_auth;
 use crate::gateway::metrics::{self, RequestStats};
 use crate::gateway::request_path::{NonCanonical, canonical_path, split_target};
 use crate::gateway::respond::{self, Reply};
@@ -37,18 +39,32 @@ pub struct Gateway {
 }
 
 /// What the checks decided: answer here, or forward. Forwarding is the outcome the code
-/// must name; nothing reaches Kapacitor by falling through.
+/// must name, with the `Pass` that allows it; nothing reaches Kapacitor by falling through.
 #[must_use]
 #[derive(Debug)]
 pub enum Verdict {
     Answer(Reply),
-    Forward,
+    Forward(Pass),
+}
+
+/// Why a request may reach Kapacitor: each way through has a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pass {
+    /// This user is authenticated and authorized for the request (SPEC §1–§3).
+    User(String),
+    /// An `OPTIONS` preflight, which Kapacitor answers before authentication (SPEC §2).
+    Preflight,
+    /// Auth is off: nothing is checked.
+    AuthOff,
 }
 
 /// What the access line says of a request.
 struct Story {
     user: String,
     reason: Option<String>,
+    /// For forward-auth, the method and URI (without `u` and `p`) of the request decided,
+    /// which the line names instead of `/kapauth/auth`.
+    original: Option<(String, String)>,
 }
 
 /// Serves one request: decides, answers or forwards, writes one access line.
@@ -59,17 +75,13 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
     let mut story = Story {
         user: "-".to_string(),
         reason: None,
+        original: None,
     };
     // Owned copies: the request's body is read, mutably, while these are still in use.
     let target = request.head.target.clone();
     let method = request.head.method.clone();
     let split = split_target(&target);
-    let (raw_path, raw_query) = match &split {
-        Ok((path, query)) => (*path, *query),
-        // Only what comes before a query or fragment is ever logged: a `#` in an unencoded
-        // password must not carry it into the access line.
-        Err(_) => (target.split(['?', '#']).next().unwrap_or_default(), None),
-    };
+    let (raw_path, raw_query) = target_parts(&target, &split);
     let mut forwarded = false;
     let response = match decide(
         gateway,
@@ -79,7 +91,8 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
         &mut story,
     ) {
         Verdict::Answer(reply) => reply_response(reply),
-        Verdict::Forward => {
+        // Every `Pass` is forwarded: the user's, a preflight's, and auth off's.
+        Verdict::Forward(_pass) => {
             forwarded = true;
             let forward_target = forward::forward_target(raw_path, raw_query);
             match forward::forward(&gateway.upstream, &mut request, &method, &forward_target) {
@@ -103,14 +116,17 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
             id
         }
     };
+    let original = story.original.take();
     let line = gateway
         .log_enabled
         .load(Ordering::Relaxed)
         .then(|| AccessLine {
             host: request.remote.ip(),
             start,
-            method: &method,
-            uri: logged_uri(raw_path, raw_query),
+            method: original.as_ref().map_or(&method, |(method, _)| method),
+            uri: original
+                .as_ref()
+                .map_or_else(|| logged_uri(raw_path, raw_query), |(_, uri)| uri.clone()),
             protocol: request.head.version.as_str(),
             referer: request.head.fields.get_str("Referer").map(str::to_string),
             user_agent: request
@@ -140,23 +156,12 @@ fn decide(
     story: &mut Story,
 ) -> Verdict {
     let method = head.method.as_str();
-    // The path authorized must be the path Kapacitor routes (SPEC §7).
-    let (raw_path, raw_query) = match split {
+    let (path, raw_query) = match canonical_request(split, story) {
         Ok(parts) => parts,
-        Err(problem) => {
-            story.reason = Some(problem.to_string());
-            return Verdict::Answer(respond::non_canonical_path());
-        }
-    };
-    let path = match canonical_path(raw_path) {
-        Ok(path) => path,
-        Err(problem) => {
-            story.reason = Some(problem.to_string());
-            return Verdict::Answer(respond::non_canonical_path());
-        }
+        Err(reply) => return Verdict::Answer(reply),
     };
     // kapauth's own endpoints never reach Kapacitor (SPEC §6).
-    if path == "/kapauth" || path.starts_with("/kapauth/") {
+    if is_own_path(&path) {
         return Verdict::Answer(match (method, path.as_ref()) {
             ("GET", "/kapauth/health") => respond::health(),
             ("GET", "/kapauth/metrics") if gateway.metrics_enabled => {
@@ -167,32 +172,131 @@ fn decide(
                     &gateway.upstream,
                 ))
             }
+            ("GET", "/kapauth/auth") => forward_auth(gateway, head, remote, story),
             _ => respond::own_path_not_found(),
         });
     }
+    let asked = Asked {
+        method,
+        path: &path,
+        raw_query,
+        authorization: head.fields.get_str("Authorization"),
+    };
+    decide_access(gateway, &asked, remote, story)
+}
+
+/// `GET /kapauth/auth` (SPEC §6, kapauth): the request a proxy names in its headers,
+/// decided by `decide_access` exactly as `decide` decides a gateway request, with this
+/// request's own `Authorization` (proxies pass the client's on) and the original query.
+/// A pass is a 204 naming the user; every other answer is the gateway's own.
+fn forward_auth(gateway: &Gateway, head: &RequestHead, remote: IpAddr, story: &mut Story) -> Reply {
+    let original = match forward_auth::original_request(&head.fields) {
+        Ok(original) => original,
+        Err(problem) => {
+            // The problem's text starts with `forward-auth`, as every forward-auth reason does.
+            story.reason = Some(problem.to_string());
+            return respond::forward_auth_unnamed(&problem.to_string());
+        }
+    };
+    let split = split_target(original.uri);
+    let (raw_path, raw_query) = target_parts(original.uri, &split);
+    story.original = Some((original.method.to_string(), logged_uri(raw_path, raw_query)));
+    let verdict = match canonical_request(split, story) {
+        Err(reply) => Verdict::Answer(reply),
+        Ok((path, _)) if is_own_path(&path) => {
+            story.reason = Some("deny own endpoint".to_string());
+            Verdict::Answer(respond::forward_auth_own_path())
+        }
+        Ok((path, raw_query)) => {
+            let asked = Asked {
+                method: original.method,
+                path: &path,
+                raw_query,
+                authorization: head.fields.get_str("Authorization"),
+            };
+            decide_access(gateway, &asked, remote, story)
+        }
+    };
+    let (reason, reply) = match verdict {
+        Verdict::Answer(reply) => (story.reason.take().unwrap_or_default(), reply),
+        Verdict::Forward(Pass::User(user)) => (
+            "allow".to_string(),
+            respond::forward_auth_allowed(Some(forward_auth::user_header(&user))),
+        ),
+        Verdict::Forward(Pass::Preflight) => (
+            "allow preflight".to_string(),
+            respond::forward_auth_allowed(None),
+        ),
+        Verdict::Forward(Pass::AuthOff) => (
+            "allow auth off".to_string(),
+            respond::forward_auth_allowed(None),
+        ),
+    };
+    // Every forward-auth line says so, passes included: its status is kapauth's answer to
+    // the proxy, while its method and URI are the original request's.
+    story.reason = Some(format!("forward-auth: {reason}"));
+    reply
+}
+
+/// The path authorized must be the path Kapacitor routes (SPEC §7): the decoded path and the
+/// raw query, or the 400 for a target that is not canonical.
+fn canonical_request<'a>(
+    split: Result<(&str, Option<&'a str>), NonCanonical>,
+    story: &mut Story,
+) -> Result<(String, Option<&'a str>), Reply> {
+    let checked =
+        split.and_then(|(raw_path, raw_query)| Ok((canonical_path(raw_path)?, raw_query)));
+    checked.map_err(|problem| {
+        story.reason = Some(problem.to_string());
+        respond::non_canonical_path()
+    })
+}
+
+/// SPEC §1–§3 for a request that is not one of kapauth's own, from the gateway or named by
+/// a proxy: a preflight passes, auth off passes, else credentials decide.
+fn decide_access(
+    gateway: &Gateway,
+    asked: &Asked<'_>,
+    remote: IpAddr,
+    story: &mut Story,
+) -> Verdict {
     // Kapacitor answers every preflight before authentication (SPEC §2). Exactly
     // `OPTIONS`, as Go compares it: `options` is another method, which needs credentials.
-    if method == "OPTIONS" {
-        return Verdict::Forward;
+    if asked.method == "OPTIONS" {
+        return Verdict::Forward(Pass::Preflight);
     }
     let Some(authenticator) = gateway.authenticator.as_ref() else {
         // Auth is off ([http] auth-enabled or [auth] enabled is false), which serve.rs
-        // warns about at every start: every request is forwarded unchecked.
-        return Verdict::Forward;
+        // warns about at every start: every request passes unchecked.
+        return Verdict::Forward(Pass::AuthOff);
     };
-    authenticate_and_authorize(authenticator, head, remote, &path, raw_query, story)
+    authenticate_and_authorize(authenticator, asked, remote, story)
+}
+
+/// What SPEC §1–§5 look at of a request: the gateway's own, or the one a proxy names
+/// (its method and URI from the proxy's headers, its `Authorization` the proxy's request's).
+struct Asked<'a> {
+    method: &'a str,
+    /// The decoded, canonical path.
+    path: &'a str,
+    raw_query: Option<&'a str>,
+    /// The first `Authorization` value, when it is UTF-8.
+    authorization: Option<&'a str>,
 }
 
 /// SPEC §1–§5 for a request that needs credentials.
 fn authenticate_and_authorize(
     authenticator: &Authenticator,
-    head: &RequestHead,
+    asked: &Asked<'_>,
     remote: IpAddr,
-    path: &str,
-    raw_query: Option<&str>,
     story: &mut Story,
 ) -> Verdict {
-    let authorization = head.fields.get_str("Authorization");
+    let Asked {
+        method,
+        path,
+        raw_query,
+        authorization,
+    } = *asked;
     let credentials = match parse_credentials(authorization, raw_query) {
         Ok(credentials) => credentials,
         Err(error) => {
@@ -224,8 +328,8 @@ fn authenticate_and_authorize(
     };
     story.user = record.name.clone();
     let db = raw_query.and_then(|query| query_value(query, "db"));
-    match authorize::authorize_request(&record.grants, &head.method, path, db.as_deref()) {
-        Decision::Allow => Verdict::Forward,
+    match authorize::authorize_request(&record.grants, method, path, db.as_deref()) {
+        Decision::Allow => Verdict::Forward(Pass::User(record.name.clone())),
         Decision::Deny(denial) => {
             story.reason = Some(denial_reason(&denial));
             Verdict::Answer(respond::denied(&record.name, &denial))
@@ -313,6 +417,24 @@ impl AccessLine<'_> {
             line = line.field("reason", reason);
         }
         line.emit();
+    }
+}
+
+/// Whether a decoded path is one of kapauth's own, which never reach Kapacitor (SPEC §6).
+fn is_own_path(path: &str) -> bool {
+    path == "/kapauth" || path.starts_with("/kapauth/")
+}
+
+/// The raw path and query of `target` as split, or for a target refused for its `#`, only
+/// what comes before a `?` or `#`: a `#` in an unencoded password must not carry it into
+/// the access line.
+fn target_parts<'a>(
+    target: &'a str,
+    split: &Result<(&'a str, Option<&'a str>), NonCanonical>,
+) -> (&'a str, Option<&'a str>) {
+    match split {
+        Ok((path, query)) => (path, *query),
+        Err(_) => (target.split(['?', '#']).next().unwrap_or_default(), None),
     }
 }
 

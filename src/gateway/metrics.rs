@@ -9,9 +9,12 @@ use crate::http::client::Upstream;
 use crate::http::server::CoreStats;
 use crate::metrics::{Counter, Exposition, Histogram};
 
-/// The outcomes a request is counted under, in the order they are written.
-pub const OUTCOMES: [&str; 9] = [
+/// The outcomes a request is counted under, in the order they are written. `allowed` is a
+/// forward-auth 204: a proxy was told its request may pass; its denials count as the
+/// gateway's do.
+pub const OUTCOMES: [&str; 10] = [
     "forwarded",
+    "allowed",
     "unauthorized",
     "forbidden",
     "throttled",
@@ -46,6 +49,7 @@ impl RequestStats {
 /// The outcome of an answer kapauth wrote itself.
 pub fn outcome_of(status: u16) -> &'static str {
     match status {
+        204 => "allowed",
         401 => "unauthorized",
         403 => "forbidden",
         429 => "throttled",
@@ -68,7 +72,7 @@ pub fn render(
     exposition
         .counters(
             "kapauth_requests_total",
-            "Requests the gateway answered, by outcome (forwarded: whatever Kapacitor answered).",
+            "Requests the gateway answered, by outcome (forwarded: whatever Kapacitor answered; allowed: a forward-auth pass).",
             "outcome",
             OUTCOMES
                 .iter()
@@ -168,6 +172,7 @@ mod tests {
     #[test]
     fn kapauths_own_answers_are_counted_by_status() {
         let cases = [
+            (204, "allowed"),
             (401, "unauthorized"),
             (403, "forbidden"),
             (429, "throttled"),
@@ -187,6 +192,6 @@ mod tests {
         stats.count(false, 401);
         stats.count(false, 401);
         assert_eq!(stats.outcomes[0].get(), 1);
-        assert_eq!(stats.outcomes[1].get(), 2);
+        assert_eq!(stats.outcomes[2].get(), 2);
     }
 }

@@ -5,6 +5,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod credentials;
 pub mod forward;
+pub mod forward_auth;
 pub mod handle;
 pub mod metrics;
 pub mod request_path;

@@ -130,7 +130,35 @@ pub fn health() -> Reply {
 pub fn own_path_not_found() -> Reply {
     json_error(
         404,
-        "not found; kapauth serves only GET /kapauth/health under /kapauth/",
+        "not found; kapauth serves only GET /kapauth/health, /kapauth/metrics and /kapauth/auth under /kapauth/",
+    )
+}
+
+/// 204 for a forward-auth request whose original request may pass (SPEC §6, kapauth):
+/// `X-Kapauth-User` names the user who passed, already made safe for a header by
+/// `forward_auth::user_header`; a preflight or a request under auth off has no user.
+pub fn forward_auth_allowed(user_header: Option<String>) -> Reply {
+    Reply {
+        status: 204,
+        headers: user_header
+            .map(|user| vec![("X-Kapauth-User", user)])
+            .unwrap_or_default(),
+        body: String::new(),
+    }
+}
+
+/// 400 for a forward-auth request that does not say which request it asks about.
+pub fn forward_auth_unnamed(problem: &str) -> Reply {
+    json_error(400, problem)
+}
+
+/// 403 for a forward-auth request about a path under `/kapauth/`: the gateway answers
+/// those itself and never forwards one, so forward-auth never lets one pass. A 403, not a
+/// 404, because nginx's `auth_request` turns any status but 2xx, 401 and 403 into a 500.
+pub fn forward_auth_own_path() -> Reply {
+    json_error(
+        403,
+        "kapauth never authorizes a request for its own endpoints under /kapauth/",
     )
 }
 
