@@ -27,7 +27,9 @@ impl Token {
         Self(token)
     }
 
-    pub(crate) fn as_str(&self) -> &str {
+    /// The token's text, for `verify` and for the fuzz targets that compare what
+    /// `parse_credentials` read; nothing that logs takes it.
+    pub fn as_str(&self) -> &str {
         &self.0
     }
 }
