@@ -728,6 +728,29 @@ mod tests {
         );
     }
 
+    /// Found by the `jwt` fuzz target: serde_json's default number parsing read this `exp`
+    /// as 1700000001.0 where Go (correctly rounded) reads 1700000000.9999998, so an
+    /// expired token passed.
+    #[test]
+    fn time_claims_are_read_correctly_rounded_as_go_reads_them() {
+        check(
+            &hs256(r#"{"exp":1700000000.99999987797211405,"username":"alice"}"#),
+            Err("Token is expired"),
+        );
+        let claims = verify(
+            &Token::new(sign_hs512(
+                &json!({"exp": 1.6666666666666665e40}),
+                &Secret::new(SECRET),
+            )),
+            &Secret::new(SECRET),
+            NOW,
+        );
+        assert_eq!(
+            claims.map(|claims| claims["exp"].as_f64()),
+            Ok(Some(1.6666666666666665e40))
+        );
+    }
+
     #[test]
     fn a_bad_signature_wins_over_every_time_error() {
         let expired = hs256(r#"{"exp":1,"iat":1800000000,"nbf":1800000000}"#);
