@@ -10,7 +10,8 @@
 //! - what the configuration comes to never depends on a secret's text: with every
 //!   secret string replaced by another non-empty one, the error is the same text, or the
 //!   `check-config` rendering is the same (secrets show as `<redacted>`);
-//! - layering the same settings twice gives what layering them once gives.
+//! - layering the same settings twice gives what layering them once gives;
+//! - the `check-config` rendering is a config file: read back, it renders the same values.
 #![no_main]
 
 use std::path::Path;
@@ -57,7 +58,23 @@ fuzz_target!(|data: &[u8]| {
         loaded(&replaced),
         "a secret's text changed the outcome"
     );
+    if let Ok(rendered) = outcome {
+        let settings = parse_settings(Path::new("rendered.conf"), &rendered);
+        let again = settings
+            .map_err(|error| error.to_string())
+            .and_then(|settings| loaded(&settings));
+        let again = again.unwrap_or_else(|error| panic!("{rendered}\nreads back as {error}"));
+        assert_eq!(values(&again), values(&rendered), "the rendering read back");
+    }
 });
+
+/// A rendering without the comments that say where each value came from.
+fn values(rendered: &str) -> Vec<&str> {
+    rendered
+        .lines()
+        .map(|line| line.rsplit_once("  # ").map_or(line, |(value, _)| value))
+        .collect()
+}
 
 /// What loading comes to: the rendering, or the error's text.
 fn loaded(settings: &[Setting]) -> Result<String, String> {
