@@ -69,9 +69,10 @@ audit:
 		echo "cargo-audit is not installed; install it with 'cargo install cargo-audit --locked' and run 'make audit' again"; \
 	fi
 
-# Coverage-guided fuzzing of the HTTP parsing (fuzz/, a crate of its own): every target for
-# FUZZ_SECONDS each; fails on a crash. fuzz/run installs cargo-fuzz if it is missing and
-# says which toolchain it picked (a rustup nightly, else stable with RUSTC_BOOTSTRAP=1).
+# Coverage-guided fuzzing of the HTTP and authentication parsing (fuzz/, a crate of its own):
+# every target for FUZZ_SECONDS each; fails on a crash. fuzz/run installs cargo-fuzz if it is
+# missing and says which toolchain it picked (a rustup nightly, else stable with
+# RUSTC_BOOTSTRAP=1).
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run
 

@@ -1,8 +1,11 @@
 //! Helpers shared by the fuzz targets in `fuzz_targets/`: stretching a small input into a
 //! large one, reading a body the way the server does (from `Pieces`, retrying after
-//! `WouldBlock`), and checking a parsed head against the bytes it came from. Test code
-//! only: nothing here ships in kapauth.
+//! `WouldBlock`), and checking a parsed head against the bytes it came from; `go` holds
+//! plain references of Go's base64 and query readings. Test code only: nothing here
+//! ships in kapauth.
 #![forbid(unsafe_code)]
+
+pub mod go;
 
 use std::io;
 
@@ -141,4 +144,22 @@ pub fn assert_length_as_written(fields: &Fields, length: u64) {
         }
     }
     assert!(count > 0, "Length({length}) without a Content-Length field");
+}
+
+/// Whether `password` is `expected`, told through the cache's keyed proofs, since a
+/// `Password` shows its text to no one outside kapauth.
+pub fn password_is(password: &kapauth::secret::password::Password, expected: &str) -> bool {
+    use kapauth::secret::password::{Password, ProofKey};
+    let key = ProofKey::from_bytes(&[7; 32]);
+    let proof = key.prove("", &Password::new(expected.to_string()));
+    key.matches(&proof, "", password)
+}
+
+/// Splits `bytes` at the first `separator` into the part before and the part after; all
+/// of it is the first part when there is none.
+pub fn split_at_byte(bytes: &[u8], separator: u8) -> (&[u8], Option<&[u8]>) {
+    match bytes.iter().position(|b| *b == separator) {
+        Some(at) => (&bytes[..at], Some(&bytes[at + 1..])),
+        None => (bytes, None),
+    }
 }

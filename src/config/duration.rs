@@ -25,18 +25,15 @@ impl fmt::Display for DurationError {
     }
 }
 
-/// Parses a Go `time.ParseDuration` text: an optional `+`, then one or more decimal numbers
-/// (a fraction allowed) each followed by a unit among `ns us µs μs ms s m h`; `0` alone
-/// needs no unit.
+/// Parses a Go `time.ParseDuration` text: an optional sign, then one or more decimal
+/// numbers (a fraction allowed) each followed by a unit among `ns us µs μs ms s m h`; `0`
+/// alone needs no unit. A `-` is refused unless the value is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.starts_with('-') {
-        return if rest == "-0" {
-            Ok(Duration::ZERO)
-        } else {
-            Err(DurationError::Negative)
-        };
-    }
+    // One sign, as Go reads it: `+-0` is no duration, and `-0s` is zero like `-0`.
+    let (negative, mut rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
     if rest == "0" {
         return Ok(Duration::ZERO);
     }
@@ -62,6 +59,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             .checked_add(scaled(whole, fraction, nanos_per_unit)?)
             .ok_or(DurationError::TooLarge)?;
         rest = tail;
+    }
+    // kapauth has no use for negative durations; a negative zero is zero, as in Go.
+    if negative && total > 0 {
+        return Err(DurationError::Negative);
     }
     let nanos = u64::try_from(total).map_err(|_| DurationError::TooLarge)?;
     if nanos > i64::MAX as u64 {
@@ -127,20 +128,28 @@ fn scaled(whole: &str, fraction: &str, nanos_per_unit: u128) -> Result<u128, Dur
             return Err(DurationError::TooLarge);
         }
     }
-    let mut total = nanos
+    let total = nanos
         .checked_mul(nanos_per_unit)
         .ok_or(DurationError::TooLarge)?;
-    let mut scale = nanos_per_unit;
-    // Digits beyond nanosecond precision add nothing; stop before the scale reaches zero.
+    // The fraction's digits as Go's `leadingFraction` reads them (until one more would pass
+    // 2^63), as a share of the unit truncated to whole nanoseconds. Scaling each digit on
+    // its own would drop the fractions of a nanosecond that unit/10^n leaves for `m` and
+    // `h`, and with them whole nanoseconds once they add up. Digits past the 30th, worth
+    // less than 10^-17 ns, are not read, so the scale stays within a u128.
+    let (mut numerator, mut scale): (u128, u128) = (0, 1);
     for digit in fraction.bytes() {
-        scale /= 10;
-        if scale == 0 {
+        let next = numerator * 10 + u128::from(digit - b'0');
+        if next > 1 << 63 || scale == MAX_FRACTION_SCALE {
             break;
         }
-        total += u128::from(digit - b'0') * scale;
+        numerator = next;
+        scale *= 10;
     }
-    Ok(total)
+    Ok(total + numerator * nanos_per_unit / scale)
 }
+
+/// 10^30: the scale of the last fraction digit read.
+const MAX_FRACTION_SCALE: u128 = 1_000_000_000_000_000_000_000_000_000_000;
 
 fn trim_fraction(nanos: u128, per_unit: u128) -> String {
     let whole = nanos / per_unit;
@@ -199,8 +208,41 @@ mod tests {
         check("1.2.3s", Err(DurationError::Invalid));
         check("+", Err(DurationError::Invalid));
         check("-5s", Err(DurationError::Negative));
+        check("-1ns", Err(DurationError::Negative));
         check("99999999999999999999h", Err(DurationError::TooLarge));
         check("3000000h", Err(DurationError::TooLarge));
+    }
+
+    /// Found by the `duration` fuzz target: `-0s` was refused as negative though `-0` was
+    /// taken, and `+-0` was taken though Go reads one sign only.
+    #[test]
+    fn a_sign_is_read_once_and_a_negative_zero_is_zero() {
+        check("-0s", Ok(Duration::ZERO));
+        check("-0.0h", Ok(Duration::ZERO));
+        check("-.1ns", Ok(Duration::ZERO));
+        check("-0", Ok(Duration::ZERO));
+        check("+-0", Err(DurationError::Invalid));
+        check("-+0", Err(DurationError::Invalid));
+        check("--5s", Err(DurationError::Invalid));
+        check("-", Err(DurationError::Invalid));
+    }
+
+    /// Found by the `duration` fuzz target: each fraction digit of an hour was scaled on
+    /// its own, so `.99999999999999h` lost 8 ns against Go.
+    #[test]
+    fn fractions_of_large_units_are_exact_to_the_nanosecond() {
+        let ns = Duration::from_nanos;
+        check(".99999999999999h", Ok(ns(3_599_999_999_999)));
+        check("0.0000000000001m", Ok(ns(0)));
+        check("1.000000000001h", Ok(ns(3_600_000_000_003)));
+        check("0.123456789123456789123s", Ok(ns(123_456_789)));
+        check("1.99999999999999999999999999ns", Ok(ns(1)));
+        // Found by the same target in the first version of this fix: zeros that keep the
+        // numerator at 0 made the scale overflow.
+        check(
+            &format!("1.{}1h", "0".repeat(60)),
+            Ok(ns(3_600_000_000_000)),
+        );
     }
 
     #[test]

@@ -762,10 +762,16 @@ fn show(value: &Value) -> String {
     match value {
         Value::Bool(b) => b.to_string(),
         Value::Int(int) => int.to_string(),
-        Value::Duration(duration) => format!("{:?}", format_duration(*duration)),
-        Value::Text(text) => format!("{text:?}"),
+        Value::Duration(duration) => toml_string(&format_duration(*duration)),
+        Value::Text(text) => toml_string(text),
         Value::Ignored => "\"\"".to_string(),
     }
+}
+
+/// `text` as a TOML string, so `check-config`'s rendering reads back as a config file: Rust's
+/// `{:?}` writes a control character as `\u{7f}`, which TOML refuses.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
 }
 
 /// Reads one raw value by its key's kind; the error names the key, the value and the origin.
@@ -1059,6 +1065,22 @@ mod tests {
             rendered.contains("meta-password = \"\"  # default"),
             "{rendered}"
         );
+    }
+
+    /// Found by the `config_file` fuzz target: a text holding a control character was
+    /// rendered with Rust's escapes (`"a\u{7f}b"`), which TOML does not read.
+    #[test]
+    fn the_rendering_writes_text_as_toml_strings() {
+        let effective = layer(&[
+            text_setting("auth", "meta-username", "a\u{7f}b\u{85}"),
+            text_setting("meta", "dir", "C:\\kapauth \"meta\""),
+        ])
+        .unwrap();
+        let rendered = effective.render();
+        let settings = file::parse_settings(std::path::Path::new("r.conf"), &rendered).unwrap();
+        let again = layer(&settings).unwrap();
+        assert_eq!(again.text("auth", "meta-username"), "a\u{7f}b\u{85}");
+        assert_eq!(again.text("meta", "dir"), "C:\\kapauth \"meta\"");
     }
 
     #[test]

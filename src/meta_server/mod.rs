@@ -5,7 +5,7 @@
 //! before either lock is taken.
 
 mod access;
-mod actions;
+pub mod actions;
 mod audit;
 pub mod disk;
 pub mod routes;

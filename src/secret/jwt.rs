@@ -27,7 +27,9 @@ impl Token {
         Self(token)
     }
 
-    pub(crate) fn as_str(&self) -> &str {
+    /// The token's text, for `verify` and for the fuzz targets that compare what
+    /// `parse_credentials` read; nothing that logs takes it.
+    pub fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -723,6 +725,29 @@ mod tests {
         check(
             &hs256(r#"{"exp":1,"iat":1800000000,"nbf":1}"#),
             Err("Token used before issued"),
+        );
+    }
+
+    /// Found by the `jwt` fuzz target: serde_json's default number parsing read this `exp`
+    /// as 1700000001.0 where Go (correctly rounded) reads 1700000000.9999998, so an
+    /// expired token passed.
+    #[test]
+    fn time_claims_are_read_correctly_rounded_as_go_reads_them() {
+        check(
+            &hs256(r#"{"exp":1700000000.99999987797211405,"username":"alice"}"#),
+            Err("Token is expired"),
+        );
+        let claims = verify(
+            &Token::new(sign_hs512(
+                &json!({"exp": 1.6666666666666665e40}),
+                &Secret::new(SECRET),
+            )),
+            &Secret::new(SECRET),
+            NOW,
+        );
+        assert_eq!(
+            claims.map(|claims| claims["exp"].as_f64()),
+            Ok(Some(1.6666666666666665e40))
         );
     }
 
