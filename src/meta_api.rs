@@ -55,6 +55,29 @@ pub struct RoleDoc {
     pub users: Vec<String>,
 }
 
+/// `GET /show-cluster`: the cluster as InfluxDB Enterprise's meta API lists it, which
+/// Chronograf reads to accept a meta URL as an Enterprise source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterDoc {
+    /// kapauth stores no data, so it lists no data nodes: always `[]`.
+    pub data: [NodeDoc; 0],
+    pub meta: Vec<NodeDoc>,
+}
+
+/// One meta node of `GET /show-cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeDoc {
+    pub id: u64,
+    /// The HTTP address of the meta API.
+    pub addr: String,
+    /// `http` or `https`.
+    #[serde(rename = "httpScheme")]
+    pub http_scheme: String,
+    /// Enterprise's Raft address; kapauth has none, so it is empty.
+    #[serde(rename = "tcpAddr")]
+    pub tcp_addr: String,
+}
+
 /// `{"error":"…"}`, the meta API's error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDoc {

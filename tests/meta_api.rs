@@ -618,6 +618,7 @@ fn a_user_without_view_admin_or_create_user_and_role_is_denied_reads_with_403() 
         "/user?name=bob",
         "/role",
         "/authorized?name=bob&password=bob-pass-1&permission=NoPermissions&resource=_",
+        "/show-cluster",
     ] {
         assert_json(&meta.get_as(("bob", "bob-pass-1"), target), 403, denied);
     }
@@ -675,6 +676,7 @@ fn requests_without_credentials_are_401() {
         "/user?name=admin",
         "/role",
         "/authorized?name=admin&password=changeit&permission=NoPermissions",
+        "/show-cluster",
     ] {
         assert_json(&request(meta.addr(), "GET", target, &[], b""), 401, missing);
     }
@@ -1345,12 +1347,34 @@ fn a_wrong_method_is_405_with_allow() {
 }
 
 #[test]
+fn show_cluster_lists_this_meta_node_at_its_bound_address_for_a_viewer() {
+    let meta = Meta::with_admin();
+    meta.create_user_with(ADMIN, "viewer", "viewer-pass-1", r#"{"":["ViewAdmin"]}"#);
+    // Chronograf asks this before it manages users through an Enterprise meta URL.
+    let expected = format!(
+        r#"{{"data":[],"meta":[{{"id":1,"addr":"{}","httpScheme":"http","tcpAddr":""}}]}}"#,
+        meta.addr()
+    );
+    assert_json(&meta.get_as(ADMIN, "/show-cluster"), 200, &expected);
+    assert_json(
+        &meta.get_as(("viewer", "viewer-pass-1"), "/show-cluster"),
+        200,
+        &expected,
+    );
+    assert_json(
+        &meta.post_as(ADMIN, "/show-cluster", &[], ""),
+        405,
+        r#"{"error":"method POST is not allowed on /show-cluster; use GET"}"#,
+    );
+}
+
+#[test]
 fn an_unknown_path_is_404_naming_the_endpoints() {
     let meta = Meta::with_admin();
     assert_json(
         &meta.get_as(ADMIN, "/users"),
         404,
-        r#"{"error":"no such endpoint \"/users\"; the meta API serves /ping, /user, /role and /authorized"}"#,
+        r#"{"error":"no such endpoint \"/users\"; the meta API serves /ping, /user, /role, /authorized and /show-cluster"}"#,
     );
     meta.assert_still_serving();
 }

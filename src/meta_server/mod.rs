@@ -116,9 +116,10 @@ impl MetaServer {
         let addr = listener.addr;
         let meta_server = Arc::clone(self);
         let limits = limits(config);
+        let https = config.meta.tls.is_some();
         std::thread::Builder::new()
             .name("meta-accept".into())
-            .spawn(move || serve(listener, limits, meta_server))
+            .spawn(move || serve(listener, https, limits, meta_server))
             .map_err(|error| format!("cannot start the meta API's thread: {error}"))?;
         Ok(addr)
     }
@@ -149,7 +150,12 @@ pub fn run(config: &Config) -> i32 {
             return 1;
         }
     };
-    serve(listener, limits(config), meta_server);
+    serve(
+        listener,
+        config.meta.tls.is_some(),
+        limits(config),
+        meta_server,
+    );
     1
 }
 
@@ -174,7 +180,11 @@ fn limits(config: &Config) -> Limits {
     }
 }
 
-fn serve(listener: http::Listener, limits: Limits, meta_server: Arc<MetaServer>) {
-    let handler = move |request: Request<'_>| routes::handle(&meta_server, request);
+fn serve(listener: http::Listener, https: bool, limits: Limits, meta_server: Arc<MetaServer>) {
+    let node = routes::ThisNode {
+        addr: listener.addr,
+        https,
+    };
+    let handler = move |request: Request<'_>| routes::handle(&meta_server, &node, request);
     http::server::serve(listener, "meta", limits, Arc::new(handler));
 }
