@@ -1380,6 +1380,31 @@ fn an_unknown_path_is_404_naming_the_endpoints() {
 }
 
 // ---------------------------------------------------------------------------------------
+// What the real peers needed (issue 10's interop suite, tests/interop)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_empty_name_lists_every_user_and_role_as_kapacitors_meta_client_expects() {
+    // Kapacitor's services/auth/meta Client.Users("") sends `GET /user?name=` to list every
+    // user; kapauth answered 404 `user not found`, so the client retried until its timeout.
+    let meta = Meta::with_admin();
+    meta.create_user("alice", "alice-pass-1");
+    meta.post_ok("/role", r#"{"action":"create","role":{"name":"ops"}}"#);
+    assert_users(
+        &meta.get_as(ADMIN, "/user?name="),
+        4,
+        r#"{"users":[{"name":"admin","hash":"<bcrypt>","permissions":{"":ALL}},{"name":"alice","hash":"<bcrypt>"}]}"#
+            .replace("ALL", ALL_18)
+            .as_str(),
+    );
+    assert_json(
+        &meta.get_as(ADMIN, "/role?name="),
+        200,
+        r#"{"roles":[{"name":"ops"}]}"#,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // Durability
 // ---------------------------------------------------------------------------------------
 

@@ -344,7 +344,7 @@ fn read_body(declared_length: Option<u64>, body: &mut dyn Read) -> Result<Vec<u8
 }
 
 fn read_users(state: &State, query: &str) -> Reply {
-    let users = match query_value(query, "name") {
+    let users = match named(query) {
         None => state.user_docs(),
         Some(name) => match state.user_doc(&name) {
             Some(user) => vec![user],
@@ -355,7 +355,7 @@ fn read_users(state: &State, query: &str) -> Reply {
 }
 
 fn read_roles(state: &State, query: &str) -> Reply {
-    let roles = match query_value(query, "name") {
+    let roles = match named(query) {
         None => state.role_docs(),
         Some(name) => match state.role_doc(&name) {
             Some(role) => vec![role],
@@ -363,6 +363,12 @@ fn read_roles(state: &State, query: &str) -> Reply {
         },
     };
     json(200, &RolesDoc { roles })
+}
+
+/// The `name` a read filters by. An empty `name=` filters by nothing, as in the meta API:
+/// Kapacitor's meta client lists every user with `GET /user?name=`.
+fn named(query: &str) -> Option<String> {
+    query_value(query, "name").filter(|name| !name.is_empty())
 }
 
 /// `GET /authorized?name&password&permission&resource` (SPEC §8), used for LDAP-style
