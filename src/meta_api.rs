@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Permissions by scope: a database name, or `""` for every database.
 pub type Permissions = BTreeMap<String, Vec<String>>;
@@ -128,6 +128,22 @@ pub struct ActionDoc {
 pub struct EntityDoc {
     pub name: Option<String>,
     pub password: Option<String>,
+    #[serde(default, deserialize_with = "null_lists_as_empty")]
     pub permissions: Option<Permissions>,
     pub users: Option<Vec<String>>,
+}
+
+/// Reads a scope's `null` list as an empty one, as Go's encoding/json (and so the meta
+/// API) does: Chronograf's `SetUserPerms` and `SetRolePerms` send `{"db":null}` for a scope
+/// with nothing to add or remove.
+fn null_lists_as_empty<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Permissions>, D::Error> {
+    let wire: Option<BTreeMap<String, Option<Vec<String>>>> = Option::deserialize(deserializer)?;
+    Ok(wire.map(|scopes| {
+        scopes
+            .into_iter()
+            .map(|(scope, tokens)| (scope, tokens.unwrap_or_default()))
+            .collect()
+    }))
 }

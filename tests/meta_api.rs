@@ -1404,6 +1404,38 @@ fn an_empty_name_lists_every_user_and_role_as_kapacitors_meta_client_expects() {
     );
 }
 
+#[test]
+fn a_null_permission_list_is_read_as_empty_as_chronograf_sends_it() {
+    // Chronograf's SetUserPerms/SetRolePerms send a null list for a scope with nothing to
+    // change; kapauth answered 400 `invalid type: null, expected a sequence`.
+    let meta = Meta::with_admin();
+    meta.create_user("alice", "alice-pass-1");
+    meta.grant_user("alice", r#"{"":["KapacitorAPI","ReadData"]}"#);
+    meta.post_ok(
+        "/user",
+        r#"{"action":"remove-permissions","user":{"name":"alice","permissions":{"":["ReadData"],"db1":null}}}"#,
+    );
+    meta.post_ok(
+        "/user",
+        r#"{"action":"add-permissions","user":{"name":"alice","permissions":{"":null}}}"#,
+    );
+    meta.post_ok("/role", r#"{"action":"create","role":{"name":"ops"}}"#);
+    meta.post_ok(
+        "/role",
+        r#"{"action":"add-permissions","role":{"name":"ops","permissions":{"":["Monitor"],"db1":null}}}"#,
+    );
+    assert_users(
+        &meta.get_as(ADMIN, "/user?name=alice"),
+        4,
+        r#"{"users":[{"name":"alice","hash":"<bcrypt>","permissions":{"":["KapacitorAPI"]}}]}"#,
+    );
+    assert_json(
+        &meta.get_as(ADMIN, "/role?name=ops"),
+        200,
+        r#"{"roles":[{"name":"ops","permissions":{"":["Monitor"]}}]}"#,
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Durability
 // ---------------------------------------------------------------------------------------
