@@ -5,7 +5,7 @@ MUSL_TARGET := x86_64-unknown-linux-musl
 ADVISORY_DB ?= ../shared/advisory-db
 FUZZ_SECONDS ?= 60
 
-.PHONY: build run test lint static static-pie musl audit fuzz bench clean
+.PHONY: build run test lint static static-pie musl audit fuzz interop bench clean
 
 build:
 	$(CARGO) build --release --locked
@@ -54,6 +54,13 @@ audit:
 # says which toolchain it picked (a rustup nightly, else stable with RUSTC_BOOTSTRAP=1).
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run
+
+# kapauth against the real peers (tests/interop/): the kapacitor CLI, Kapacitor's client/v1
+# and meta client, Chronograf's Enterprise meta client, and a real kapacitord behind the
+# gateway. Needs Go; builds into tests/interop/bin, caches under INTEROP_CACHE
+# (default $(HOME)/.cache/kapauth/interop).
+interop:
+	CARGO="$(CARGO)" ./tests/interop/run
 
 # kapauth against nginx (reverse proxy, auth_basic MD5 and bcrypt) with wrk on loopback,
 # plus kapauth's memory with 1,000 idle connections; see bench/README.md.
