@@ -243,7 +243,7 @@ func TestCLIStreamingIsRefusedWithoutPermission(t *testing.T) {
 	s := newStack(t)
 	result := cli(t, s.url(readerName, readerPassword), "logs")
 	// The CLI reports a failed stream by its status alone (client/v1 Logs).
-	if result.code != 3 || result.stderr != "Error: bad status code 403\n" {
+	if result.code != 3 || result.stderr != "Error: failed to retrieve logs: bad status code 403\n" {
 		t.Errorf("logs as reader: exit %d stderr %q", result.code, result.stderr)
 	}
 }

@@ -45,7 +45,7 @@ func newStack(t *testing.T) *stack {
 	admin := harness.Bootstrap(t, meta.Addr("meta"), adminName, adminPassword)
 	admin.CreateUser(t, writerName, writerPassword, map[string][]string{"": {"KapacitorAPI"}})
 	admin.CreateUser(t, readerName, readerPassword, map[string][]string{"db1": {"ReadData"}})
-	kapacitord := startKapacitord(t, "")
+	kapacitord := startKapacitord(t, nil)
 	gateway := harness.Start(t, harness.Gateway(t, "http://"+kapacitord.Addr("http"), meta.Addr("meta")).
 		WithEnv("KAPACITOR_HTTP_SHARED_SECRET="+gatewaySecret).
 		WithEnv("KAPACITOR_AUTH_META_INTERNAL_SHARED_SECRET="+internalSecret))
@@ -57,16 +57,34 @@ func (s *stack) url(user, password string) string {
 	return fmt.Sprintf("http://%s:%s@%s", user, password, s.gateway)
 }
 
+// kapacitordAuth turns Kapacitor's own auth on, against the meta API at metaAddr.
+type kapacitordAuth struct {
+	metaAddr string
+}
+
 // startKapacitord runs the kapacitord that `make interop` built, with a config of its own
 // under a temporary directory: HTTP on an ephemeral loopback port, no InfluxDB, no usage
-// reports. extra is appended to the config (the oracle's [auth] section).
-func startKapacitord(t *testing.T, extra string) *harness.Process {
+// reports; auth off unless authOn says how to turn it on. The secrets are in that file,
+// never in argv.
+func startKapacitord(t *testing.T, authOn *kapacitordAuth) *harness.Process {
 	t.Helper()
 	binary := os.Getenv("KAPACITORD_BIN")
 	if binary == "" {
 		t.Fatal("KAPACITORD_BIN is not set; run the suite with `make interop`, which builds kapacitord and sets it")
 	}
 	dir := t.TempDir()
+	httpAuth, authSection := "", ""
+	if authOn != nil {
+		httpAuth = fmt.Sprintf("  auth-enabled = true\n  shared-secret = %q\n", gatewaySecret)
+		authSection = fmt.Sprintf(`
+[auth]
+  enabled = true
+  cache-expiration = "10m"
+  bcrypt-cost = 4
+  meta-addr = %q
+  meta-internal-shared-secret = %q
+`, authOn.metaAddr, internalSecret)
+	}
 	config := fmt.Sprintf(`hostname = "127.0.0.1"
 data_dir = %[1]q
 skip-config-overrides = true
@@ -74,6 +92,7 @@ skip-config-overrides = true
 [http]
   bind-address = "127.0.0.1:0"
   log-enabled = true
+%[5]s
 
 [logging]
   file = "STDERR"
@@ -98,7 +117,7 @@ skip-config-overrides = true
   enabled = false
   name = "none"
   urls = ["http://127.0.0.1:1"]
-%[5]s`, dir, filepath.Join(dir, "replay"), filepath.Join(dir, "tasks"), filepath.Join(dir, "kapacitor.db"), extra)
+%[6]s`, dir, filepath.Join(dir, "replay"), filepath.Join(dir, "tasks"), filepath.Join(dir, "kapacitor.db"), httpAuth, authSection)
 	path := filepath.Join(dir, "kapacitor.conf")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatalf("writing %s: %v", path, err)
