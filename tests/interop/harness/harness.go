@@ -1,7 +1,8 @@
-// Package harness starts the release kapauth binary for the interop suites, the way the
-// Rust black-box tests do: on 127.0.0.1 port 0, ready once it logs
-// `msg=listening service=... addr=...` (SPEC §9), killed when the test ends. Secrets go to
-// the child through its environment, never its argv. Every wait is bounded; nothing sleeps.
+// Package harness starts the release kapauth binary (and peers such as kapacitord) for the
+// interop suites, the way the Rust black-box tests do: on 127.0.0.1 port 0, ready once it
+// logs `msg=listening service=... addr=...` (SPEC §9), killed when the test ends. Secrets
+// go to the child through its environment, never its argv. Every wait is bounded; nothing
+// sleeps. It also makes meta users and certificates for the suites.
 package harness
 
 import (
@@ -59,7 +60,7 @@ func Meta(t testing.TB) Launch {
 
 // Gateway is `kapauth serve` on an ephemeral loopback port in front of upstream, asking
 // the meta API at metaAddr (host:port).
-func Gateway(t testing.TB, upstream, metaAddr string) Launch {
+func Gateway(upstream, metaAddr string) Launch {
 	return Launch{
 		Program: "serve",
 		Sets: []string{

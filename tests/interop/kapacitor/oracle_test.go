@@ -84,7 +84,7 @@ func TestOracleKapauthDecidesAsKapacitorDoes(t *testing.T) {
 	admin.Post(t, "/role", map[string]any{"action": "add-users", "role": map[string]any{"name": "kapops", "users": []string{"roleuser"}}})
 
 	upstream := startKapacitord(t, nil)
-	gateway := harness.Start(t, harness.Gateway(t, "http://"+upstream.Addr("http"), metaAddr).
+	gateway := harness.Start(t, harness.Gateway("http://"+upstream.Addr("http"), metaAddr).
 		WithEnv("KAPACITOR_HTTP_SHARED_SECRET="+gatewaySecret).
 		WithEnv("KAPACITOR_AUTH_META_INTERNAL_SHARED_SECRET="+internalSecret))
 	kapacitor := startKapacitord(t, &kapacitordAuth{metaAddr: metaAddr})

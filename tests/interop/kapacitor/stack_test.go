@@ -46,7 +46,7 @@ func newStack(t *testing.T) *stack {
 	admin.CreateUser(t, writerName, writerPassword, map[string][]string{"": {"KapacitorAPI"}})
 	admin.CreateUser(t, readerName, readerPassword, map[string][]string{"db1": {"ReadData"}})
 	kapacitord := startKapacitord(t, nil)
-	gateway := harness.Start(t, harness.Gateway(t, "http://"+kapacitord.Addr("http"), meta.Addr("meta")).
+	gateway := harness.Start(t, harness.Gateway("http://"+kapacitord.Addr("http"), meta.Addr("meta")).
 		WithEnv("KAPACITOR_HTTP_SHARED_SECRET="+gatewaySecret).
 		WithEnv("KAPACITOR_AUTH_META_INTERNAL_SHARED_SECRET="+internalSecret))
 	return &stack{meta: meta, admin: admin, kapacitord: kapacitord, gateway: gateway.Addr("gateway")}
