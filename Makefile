@@ -10,7 +10,7 @@ STATIC_DIR ?= target
 BARE_HOST_STATIC_DIR ?= $(HOME)/.cache/kapauth/static-target
 STATIC_BINARY := $(STATIC_DIR)/$(GNU_TARGET)/release/kapauth
 
-.PHONY: build run test lint static static-pie bare-host musl audit fuzz bench clean
+.PHONY: build run test lint static static-pie bare-host musl audit fuzz interop bench clean
 
 build:
 	$(CARGO) build --release --locked
@@ -75,6 +75,13 @@ audit:
 # RUSTC_BOOTSTRAP=1).
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run
+
+# kapauth against the real peers (tests/interop/): the kapacitor CLI, Kapacitor's client/v1
+# and meta client, Chronograf's Enterprise meta client, and a real kapacitord behind the
+# gateway. Needs Go; builds into tests/interop/bin, caches under INTEROP_CACHE
+# (default $(HOME)/.cache/kapauth/interop).
+interop:
+	CARGO="$(CARGO)" ./tests/interop/run
 
 # kapauth against nginx (reverse proxy, auth_basic MD5 and bcrypt) with wrk on loopback,
 # plus kapauth's memory with 1,000 idle connections; see bench/README.md.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Permissions by scope: a database name, or `""` for every database.
 pub type Permissions = BTreeMap<String, Vec<String>>;
@@ -53,6 +53,29 @@ pub struct RoleDoc {
     pub permissions: Permissions,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<String>,
+}
+
+/// `GET /show-cluster`: the cluster as InfluxDB Enterprise's meta API lists it, which
+/// Chronograf reads to accept a meta URL as an Enterprise source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterDoc {
+    /// kapauth stores no data, so it lists no data nodes: always `[]`.
+    pub data: [NodeDoc; 0],
+    pub meta: Vec<NodeDoc>,
+}
+
+/// One meta node of `GET /show-cluster`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeDoc {
+    pub id: u64,
+    /// The HTTP address of the meta API.
+    pub addr: String,
+    /// `http` or `https`.
+    #[serde(rename = "httpScheme")]
+    pub http_scheme: String,
+    /// Enterprise's Raft address; kapauth has none, so it is empty.
+    #[serde(rename = "tcpAddr")]
+    pub tcp_addr: String,
 }
 
 /// `{"error":"…"}`, the meta API's error body.
@@ -105,8 +128,24 @@ pub struct ActionDoc {
 pub struct EntityDoc {
     pub name: Option<String>,
     pub password: Option<String>,
+    #[serde(default, deserialize_with = "null_lists_as_empty")]
     pub permissions: Option<Permissions>,
     pub users: Option<Vec<String>>,
+}
+
+/// Reads a scope's `null` list as an empty one, as Go's encoding/json (and so the meta
+/// API) does: Chronograf's `SetUserPerms` and `SetRolePerms` send `{"db":null}` for a scope
+/// with nothing to add or remove.
+fn null_lists_as_empty<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Permissions>, D::Error> {
+    let wire: Option<BTreeMap<String, Option<Vec<String>>>> = Option::deserialize(deserializer)?;
+    Ok(wire.map(|scopes| {
+        scopes
+            .into_iter()
+            .map(|(scope, tokens)| (scope, tokens.unwrap_or_default()))
+            .collect()
+    }))
 }
 
 /// A 307's `Location` resolved against the URL that answered: absolute URLs as they are,

@@ -679,6 +679,7 @@ fn a_user_without_view_admin_or_create_user_and_role_is_denied_reads_with_403() 
         "/user?name=bob",
         "/role",
         "/authorized?name=bob&password=bob-pass-1&permission=NoPermissions&resource=_",
+        "/show-cluster",
     ] {
         assert_json(&meta.get_as(("bob", "bob-pass-1"), target), 403, denied);
     }
@@ -736,6 +737,7 @@ fn requests_without_credentials_are_401() {
         "/user?name=admin",
         "/role",
         "/authorized?name=admin&password=changeit&permission=NoPermissions",
+        "/show-cluster",
     ] {
         assert_json(&request(meta.addr(), "GET", target, &[], b""), 401, missing);
     }
@@ -1406,14 +1408,93 @@ fn a_wrong_method_is_405_with_allow() {
 }
 
 #[test]
+fn show_cluster_lists_this_meta_node_at_its_bound_address_for_a_viewer() {
+    let meta = Meta::with_admin();
+    meta.create_user_with(ADMIN, "viewer", "viewer-pass-1", r#"{"":["ViewAdmin"]}"#);
+    // Chronograf asks this before it manages users through an Enterprise meta URL.
+    let expected = format!(
+        r#"{{"data":[],"meta":[{{"id":1,"addr":"{}","httpScheme":"http","tcpAddr":""}}]}}"#,
+        meta.addr()
+    );
+    assert_json(&meta.get_as(ADMIN, "/show-cluster"), 200, &expected);
+    assert_json(
+        &meta.get_as(("viewer", "viewer-pass-1"), "/show-cluster"),
+        200,
+        &expected,
+    );
+    assert_json(
+        &meta.post_as(ADMIN, "/show-cluster", &[], ""),
+        405,
+        r#"{"error":"method POST is not allowed on /show-cluster; use GET"}"#,
+    );
+}
+
+#[test]
 fn an_unknown_path_is_404_naming_the_endpoints() {
     let meta = Meta::with_admin();
     assert_json(
         &meta.get_as(ADMIN, "/users"),
         404,
-        r#"{"error":"no such endpoint \"/users\"; the meta API serves /ping, /user, /role, /authorized and /metrics"}"#,
+        r#"{"error":"no such endpoint \"/users\"; the meta API serves /ping, /user, /role, /authorized, /show-cluster and /metrics"}"#,
     );
     meta.assert_still_serving();
+}
+
+// ---------------------------------------------------------------------------------------
+// What the real peers needed (issue 10's interop suite, tests/interop)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn an_empty_name_lists_every_user_and_role_as_kapacitors_meta_client_expects() {
+    // Kapacitor's services/auth/meta Client.Users("") sends `GET /user?name=` to list every
+    // user; kapauth answered 404 `user not found`, so the client retried until its timeout.
+    let meta = Meta::with_admin();
+    meta.create_user("alice", "alice-pass-1");
+    meta.post_ok("/role", r#"{"action":"create","role":{"name":"ops"}}"#);
+    assert_users(
+        &meta.get_as(ADMIN, "/user?name="),
+        4,
+        r#"{"users":[{"name":"admin","hash":"<bcrypt>","permissions":{"":ALL}},{"name":"alice","hash":"<bcrypt>"}]}"#
+            .replace("ALL", ALL_18)
+            .as_str(),
+    );
+    assert_json(
+        &meta.get_as(ADMIN, "/role?name="),
+        200,
+        r#"{"roles":[{"name":"ops"}]}"#,
+    );
+}
+
+#[test]
+fn a_null_permission_list_is_read_as_empty_as_chronograf_sends_it() {
+    // Chronograf's SetUserPerms/SetRolePerms send a null list for a scope with nothing to
+    // change; kapauth answered 400 `invalid type: null, expected a sequence`.
+    let meta = Meta::with_admin();
+    meta.create_user("alice", "alice-pass-1");
+    meta.grant_user("alice", r#"{"":["KapacitorAPI","ReadData"]}"#);
+    meta.post_ok(
+        "/user",
+        r#"{"action":"remove-permissions","user":{"name":"alice","permissions":{"":["ReadData"],"db1":null}}}"#,
+    );
+    meta.post_ok(
+        "/user",
+        r#"{"action":"add-permissions","user":{"name":"alice","permissions":{"":null}}}"#,
+    );
+    meta.post_ok("/role", r#"{"action":"create","role":{"name":"ops"}}"#);
+    meta.post_ok(
+        "/role",
+        r#"{"action":"add-permissions","role":{"name":"ops","permissions":{"":["Monitor"],"db1":null}}}"#,
+    );
+    assert_users(
+        &meta.get_as(ADMIN, "/user?name=alice"),
+        4,
+        r#"{"users":[{"name":"alice","hash":"<bcrypt>","permissions":{"":["KapacitorAPI"]}}]}"#,
+    );
+    assert_json(
+        &meta.get_as(ADMIN, "/role?name=ops"),
+        200,
+        r#"{"roles":[{"name":"ops","permissions":{"":["Monitor"]}}]}"#,
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -452,6 +452,10 @@ mod tests {
         check(user, r#"{"action":"change-password","user":{"name":"eve","password":"new"}}"#, Ok(ChangePassword { name: s("eve"), hash: hashed("new") }));
         check(user, r#"{"action":"add-permissions","user":{"name":"eve","permissions":{"db1":["ReadData"]}}}"#, Ok(AddUserPermissions { name: s("eve"), permissions: grants("db1", &["ReadData"]) }));
         check(user, r#"{"action":"remove-permissions","user":{"name":"eve","permissions":{"":["KapacitorAPI"]}}}"#, Ok(RemoveUserPermissions { name: s("eve"), permissions: grants("", &["KapacitorAPI"]) }));
+        // A null list is an empty one, as Go reads it: Chronograf sends one for a scope with nothing to change.
+        check(user, r#"{"action":"remove-permissions","user":{"name":"eve","permissions":{"":null,"db1":["ReadData"]}}}"#, Ok(RemoveUserPermissions { name: s("eve"), permissions: Grants::from([(s(""), Default::default()), (s("db1"), [s("ReadData")].into())]) }));
+        check(role, r#"{"action":"add-permissions","role":{"name":"ops","permissions":{"":null}}}"#, Ok(AddRolePermissions { name: s("ops"), permissions: Grants::from([(s(""), Default::default())]) }));
+        check(user, r#"{"action":"add-permissions","user":{"name":"eve","permissions":null}}"#, Err("missing \"permissions\" for user \"eve\""));
         check(role, r#"{"action":"create","role":{"name":"ops"}}"#, Ok(CreateRole { name: s("ops"), permissions: grants("", &[]) }));
         check(role, r#"{"action":"create","role":{"name":"ops","permissions":{"":["Monitor"]}}}"#, Ok(CreateRole { name: s("ops"), permissions: grants("", &["Monitor"]) }));
         check(role, r#"{"action":"delete","role":{"name":"ops"}}"#, Ok(DeleteRole { name: s("ops") }));

@@ -233,9 +233,10 @@ impl MetaServer {
         let tls = listener.tls();
         let meta_server = Arc::clone(self);
         let limits = limits(config, self, shutdown);
+        let https = config.meta.tls.is_some();
         std::thread::Builder::new()
             .name("meta-accept".into())
-            .spawn(move || serve(listener, limits, meta_server))
+            .spawn(move || serve(listener, https, limits, meta_server))
             .map_err(|error| format!("cannot start the meta API's thread: {error}"))?;
         Ok((addr, tls))
     }
@@ -289,7 +290,7 @@ pub fn run(config: &Config, effective: Effective, reloader: Reloader) -> i32 {
     }
     let limits = limits(config, &meta_server, &shutdown);
     let stats = Arc::clone(&meta_server.stats.core);
-    serve(listener, limits, meta_server);
+    serve(listener, config.meta.tls.is_some(), limits, meta_server);
     let timeout = *timeout.lock().unwrap_or_else(PoisonError::into_inner);
     lifecycle::stopped("meta", &[&stats], timeout)
 }
@@ -348,7 +349,11 @@ fn limits(config: &Config, meta_server: &MetaServer, shutdown: &Arc<Shutdown>) -
     }
 }
 
-fn serve(listener: http::Listener, limits: Limits, meta_server: Arc<MetaServer>) {
-    let handler = move |request: Request<'_>| routes::handle(&meta_server, request);
+fn serve(listener: http::Listener, https: bool, limits: Limits, meta_server: Arc<MetaServer>) {
+    let node = routes::ThisNode {
+        addr: listener.addr,
+        https,
+    };
+    let handler = move |request: Request<'_>| routes::handle(&meta_server, &node, request);
     http::server::serve(listener, "meta", limits, Arc::new(handler));
 }

@@ -7,6 +7,7 @@
 //! token: the access line names the path without its query.
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::MetaServer;
@@ -16,7 +17,7 @@ use super::audit;
 use super::store::{State, StoreError};
 use crate::http::{Body, Delivered, Fields, Request, RequestBody, Response};
 use crate::log;
-use crate::meta_api::{self, ErrorDoc, RolesDoc, UsersDoc};
+use crate::meta_api::{self, ClusterDoc, ErrorDoc, NodeDoc, RolesDoc, UsersDoc};
 use crate::query::query_value;
 use crate::secret::basic_auth;
 use crate::secret::jwt::{self, Token};
@@ -38,8 +39,17 @@ pub struct Reply {
     pub content_type: &'static str,
 }
 
+/// The meta node this server is, as `GET /show-cluster` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThisNode {
+    /// The address the meta API's listener bound.
+    pub addr: SocketAddr,
+    /// Whether that listener serves TLS.
+    pub https: bool,
+}
+
 /// Serves one request and writes the access line.
-pub fn handle(meta: &MetaServer, mut request: Request<'_>) -> Delivered {
+pub fn handle(meta: &MetaServer, node: &ThisNode, mut request: Request<'_>) -> Delivered {
     let started = Instant::now();
     let method = request.head.method.to_ascii_uppercase();
     let url = request.head.target.clone();
@@ -66,6 +76,7 @@ pub fn handle(meta: &MetaServer, mut request: Request<'_>) -> Delivered {
         Ok(principal) => {
             let reply = route(
                 meta,
+                node,
                 &state,
                 &principal,
                 &method,
@@ -187,6 +198,7 @@ fn authenticate(
 #[allow(clippy::too_many_arguments)]
 fn route(
     meta: &MetaServer,
+    node: &ThisNode,
     state: &State,
     principal: &Principal,
     method: &str,
@@ -242,6 +254,7 @@ fn route(
         (Access::Granted, Route::Users) => read_users(state, query),
         (Access::Granted, Route::Roles) => read_roles(state, query),
         (Access::Granted, Route::Authorized) => authorized(state, query),
+        (Access::Granted, Route::Cluster) => json(200, &cluster(node)),
         (Access::Granted, Route::Change(entity)) => {
             change(meta, &actor, path, action(entity, &body))
         }
@@ -266,6 +279,8 @@ enum Route {
     Users,
     Roles,
     Authorized,
+    /// `GET /show-cluster`, which Chronograf asks before it manages users.
+    Cluster,
     /// A `POST` of an action on users or roles.
     Change(Entity),
 }
@@ -277,12 +292,12 @@ impl Route {
             "/ping" => "GET, HEAD",
             "/metrics" => "GET",
             "/user" | "/role" => "GET, POST",
-            "/authorized" => "GET",
+            "/authorized" | "/show-cluster" => "GET",
             _ => {
                 return Err(error(
                     404,
                     &format!(
-                        "no such endpoint {path:?}; the meta API serves /ping, /user, /role, /authorized and /metrics"
+                        "no such endpoint {path:?}; the meta API serves /ping, /user, /role, /authorized, /show-cluster and /metrics"
                     ),
                 ));
             }
@@ -293,6 +308,7 @@ impl Route {
             ("GET", "/user") => Ok(Route::Users),
             ("GET", "/role") => Ok(Route::Roles),
             ("GET", "/authorized") => Ok(Route::Authorized),
+            ("GET", "/show-cluster") => Ok(Route::Cluster),
             ("POST", "/user") => Ok(Route::Change(Entity::User)),
             ("POST", "/role") => Ok(Route::Change(Entity::Role)),
             _ => {
@@ -307,11 +323,14 @@ impl Route {
     }
 
     /// Reading users and roles shows hashes, and `/authorized` checks passwords, so both
-    /// need a viewer; a change needs a manager (SPEC §8).
+    /// need a viewer; a change needs a manager (SPEC §8). `/show-cluster` shows no secret,
+    /// but it is a GET of the cluster's administration like the others, and Chronograf asks
+    /// it with the same administrator's credentials it then manages users with, so it takes
+    /// the same viewer rule rather than a rule of its own.
     fn need(self) -> Need {
         match self {
             Route::Ping | Route::Metrics => Need::Nothing,
-            Route::Users | Route::Roles | Route::Authorized => Need::View,
+            Route::Users | Route::Roles | Route::Authorized | Route::Cluster => Need::View,
             Route::Change(_) => Need::Manage,
         }
     }
@@ -415,7 +434,7 @@ fn read_body(declared_length: Option<u64>, body: &mut dyn Read) -> Result<Vec<u8
 }
 
 fn read_users(state: &State, query: &str) -> Reply {
-    let users = match query_value(query, "name") {
+    let users = match named(query) {
         None => state.user_docs(),
         Some(name) => match state.user_doc(&name) {
             Some(user) => vec![user],
@@ -426,7 +445,7 @@ fn read_users(state: &State, query: &str) -> Reply {
 }
 
 fn read_roles(state: &State, query: &str) -> Reply {
-    let roles = match query_value(query, "name") {
+    let roles = match named(query) {
         None => state.role_docs(),
         Some(name) => match state.role_doc(&name) {
             Some(role) => vec![role],
@@ -434,6 +453,12 @@ fn read_roles(state: &State, query: &str) -> Reply {
         },
     };
     json(200, &RolesDoc { roles })
+}
+
+/// The `name` a read filters by. An empty `name=` filters by nothing, as in the meta API:
+/// Kapacitor's meta client lists every user with `GET /user?name=`.
+fn named(query: &str) -> Option<String> {
+    query_value(query, "name").filter(|name| !name.is_empty())
 }
 
 /// `GET /authorized?name&password&permission&resource` (SPEC §8), used for LDAP-style
@@ -467,6 +492,19 @@ fn authorized(state: &State, query: &str) -> Reply {
             403,
             &format!("user {name:?} does not hold {permission} on {resource:?}"),
         )
+    }
+}
+
+/// `GET /show-cluster`: this one meta node and no data nodes.
+fn cluster(node: &ThisNode) -> ClusterDoc {
+    ClusterDoc {
+        data: [],
+        meta: vec![NodeDoc {
+            id: 1,
+            addr: node.addr.to_string(),
+            http_scheme: if node.https { "https" } else { "http" }.to_string(),
+            tcp_addr: String::new(),
+        }],
     }
 }
 
@@ -514,5 +552,57 @@ fn json(status: u16, body: &impl serde::Serialize) -> Reply {
         body: serde_json::to_string(body).unwrap_or_default(),
         allow: None,
         content_type: JSON,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `Route::of` answers: the route, or the status of the refusal.
+    fn check(method: &str, path: &str, expected: Result<Route, u16>) {
+        let got = Route::of(method, path).map_err(|reply| reply.status);
+        assert_eq!(got, expected, "{method} {path}");
+    }
+
+    #[test]
+    fn every_method_and_path_finds_its_route_or_refusal() {
+        check("GET", "/ping", Ok(Route::Ping));
+        check("HEAD", "/ping", Ok(Route::Ping));
+        check("GET", "/user", Ok(Route::Users));
+        check("POST", "/user", Ok(Route::Change(Entity::User)));
+        check("GET", "/role", Ok(Route::Roles));
+        check("POST", "/role", Ok(Route::Change(Entity::Role)));
+        check("GET", "/authorized", Ok(Route::Authorized));
+        check("GET", "/show-cluster", Ok(Route::Cluster));
+        check("POST", "/show-cluster", Err(405));
+        check("HEAD", "/show-cluster", Err(405));
+        check("GET", "/show-cluster/", Err(404));
+        check("GET", "/show-clusters", Err(404));
+        check("DELETE", "/user", Err(405));
+    }
+
+    #[test]
+    fn show_cluster_needs_a_viewer_like_the_other_reads() {
+        assert_eq!(Route::Cluster.need(), Need::View);
+    }
+
+    #[test]
+    fn show_cluster_lists_this_meta_node_and_no_data_nodes() {
+        let check = |https: bool, expected: &str| {
+            let node = ThisNode {
+                addr: "127.0.0.1:8091".parse().unwrap(),
+                https,
+            };
+            assert_eq!(serde_json::to_string(&cluster(&node)).unwrap(), expected);
+        };
+        check(
+            false,
+            r#"{"data":[],"meta":[{"id":1,"addr":"127.0.0.1:8091","httpScheme":"http","tcpAddr":""}]}"#,
+        );
+        check(
+            true,
+            r#"{"data":[],"meta":[{"id":1,"addr":"127.0.0.1:8091","httpScheme":"https","tcpAddr":""}]}"#,
+        );
     }
 }

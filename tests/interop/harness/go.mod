@@ -1,0 +1,3 @@
+module kapauth.test/interop/harness
+
+go 1.24
