@@ -1,8 +1,9 @@
 //! `meta_docs`: the meta API's user and role documents (SPEC §3, §4, §8) as the gateway
 //! reads a meta answer: `meta_api.rs`'s serde types from arbitrary bytes, then
 //! `grants_of`, the password check against the document's `hash`, and the meta server's
-//! `State::from_docs`. The meta client's own step (one user of the asked name out of a
-//! `200` body) is inline in `meta_client.rs`, so the types it decodes are fuzzed here.
+//! `State::from_docs`; and the meta client's own reading of an answer,
+//! `user_from_answer` (the one user of the asked name out of a `200`, the meta API's own
+//! `user not found` out of a `404`) and `roles_listing`.
 //!
 //! Input: `users_json \0 roles_json` (a NUL never stands in JSON outside a string's
 //! escape). `users_json` is read as `UsersDoc` and as `ErrorDoc`, `roles_json` as
@@ -15,10 +16,15 @@
 //!   is the user's own grants;
 //! - a `hash` that is not bcrypt's exact shape is a `MalformedHash` and never reaches
 //!   bcrypt (checked with cost 04 hashes only, to stay fast);
-//! - `from_docs` then `user_docs`/`role_docs` reaches a fixed point after one round.
+//! - `from_docs` then `user_docs`/`role_docs` reaches a fixed point after one round;
+//! - `user_from_answer` finds a user exactly when the `200` body decodes and lists the
+//!   asked name once (that very document), says unknown exactly when it lists it never or
+//!   the `404` body is the meta API's `user not found`, and is unusable otherwise;
+//!   `roles_listing` returns exactly the decoded roles whose `users` hold the name.
 #![no_main]
 
 use kapauth::gateway::authenticate::grants_of;
+use kapauth::gateway::authenticate::meta_client::{UserAnswer, roles_listing, user_from_answer};
 use kapauth::meta_api::{ErrorDoc, RoleDoc, RolesDoc, UserDoc, UsersDoc};
 use kapauth::meta_server::store::State;
 use kapauth::secret::password::{MalformedHash, Password, verify_bcrypt};
@@ -39,6 +45,9 @@ fuzz_target!(|data: &[u8]| {
         check_hash(user);
     }
 
+    let asked = users.first().map_or("alice", |user| user.name.as_str());
+    check_answers(users_json, roles_json.unwrap_or_default(), asked);
+
     let state = State::from_docs(&users, &roles);
     let (user_docs, role_docs) = (state.user_docs(), state.role_docs());
     let again = State::from_docs(&user_docs, &role_docs);
@@ -46,6 +55,46 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.user_docs(), user_docs);
     assert_eq!(again.role_docs(), role_docs);
 });
+
+/// The meta client's reading of the same bytes as a `200`, a `404` and a `/role` answer,
+/// against what the documents say.
+fn check_answers(users_json: &[u8], roles_json: &[u8], asked: &str) {
+    let expected = match serde_json::from_slice::<UsersDoc>(users_json) {
+        Err(_) => None,
+        Ok(doc) => {
+            let named: Vec<UserDoc> = doc.users.into_iter().filter(|u| u.name == asked).collect();
+            Some(named)
+        }
+    };
+    match (user_from_answer(200, users_json, asked), expected) {
+        (UserAnswer::Found(user), Some(named)) if named.len() == 1 => assert_eq!(user, named[0]),
+        (UserAnswer::Unknown, Some(named)) if named.is_empty() => {}
+        (UserAnswer::Unusable(_), Some(named)) if named.len() > 1 => {}
+        (UserAnswer::Unusable(_), None) => {}
+        (seen, expected) => panic!("200 {asked:?}: {seen:?}, documents say {expected:?}"),
+    }
+    let not_found = serde_json::from_slice::<ErrorDoc>(users_json)
+        .is_ok_and(|doc| doc.error == "user not found");
+    match user_from_answer(404, users_json, asked) {
+        UserAnswer::Unknown => assert!(not_found, "404 read as unknown"),
+        UserAnswer::Unusable(_) => assert!(!not_found, "404 user not found refused"),
+        UserAnswer::Found(user) => panic!("a 404 found {user:?}"),
+    }
+    let roles: Option<Vec<RoleDoc>> =
+        serde_json::from_slice::<RolesDoc>(roles_json)
+            .ok()
+            .map(|doc| {
+                doc.roles
+                    .into_iter()
+                    .filter(|r| r.users.iter().any(|u| u == asked))
+                    .collect()
+            });
+    assert_eq!(
+        roles_listing(roles_json, asked).ok(),
+        roles,
+        "roles of {asked:?}"
+    );
+}
 
 /// The document `json` decodes to, after checking that it encodes back to itself.
 fn round_trip<T>(json: &[u8]) -> Option<T>

@@ -15,7 +15,7 @@ use super::{MetaSource, MetaUser, Unavailable};
 use crate::config::Auth;
 use crate::http::tls::TlsError;
 use crate::log;
-use crate::meta_api::{ErrorDoc, RolesDoc, UsersDoc, resolve_location};
+use crate::meta_api::{ErrorDoc, RoleDoc, RolesDoc, UserDoc, UsersDoc, resolve_location};
 use crate::query::encode_component;
 use crate::secret::MetaCredentials;
 use crate::secret::password::Password;
@@ -205,15 +205,8 @@ impl MetaClient {
         self.with_retries("GET /role", deadline, |deadline| {
             match self.get("/role", deadline) {
                 Ok(response) if response.status() == StatusCode::OK => {
-                    match read_json::<RolesDoc>(response) {
-                        Ok(doc) => {
-                            let roles = doc
-                                .roles
-                                .into_iter()
-                                .filter(|role| role.users.iter().any(|u| u == name))
-                                .collect();
-                            Attempt::Done(roles)
-                        }
+                    match read_body(response).and_then(|body| roles_listing(&body, name)) {
+                        Ok(roles) => Attempt::Done(roles),
                         Err(reason) => Attempt::Retry(reason),
                     }
                 }
@@ -231,31 +224,14 @@ impl MetaSource for MetaClient {
         let path = format!("/user?name={}", encode_component(name));
         let user = self.with_retries("GET /user", deadline, |deadline| {
             match self.get(&path, deadline) {
-                // Only the meta API's own "user not found" means unknown: a 404 from anything
-                // else (a wrong meta-addr) is an unusable answer.
-                Ok(response) if response.status() == StatusCode::NOT_FOUND => {
-                    match read_json::<ErrorDoc>(response) {
-                        Ok(doc) if doc.error == "user not found" => Attempt::Done(None),
-                        _ => Attempt::Retry(
-                            "GET /user answered 404 without {\"error\":\"user not found\"}"
-                                .to_string(),
-                        ),
-                    }
-                }
-                Ok(response) if response.status() == StatusCode::OK => {
-                    match read_json::<UsersDoc>(response) {
-                        Ok(doc) => {
-                            let mut matching =
-                                doc.users.into_iter().filter(|user| user.name == name);
-                            match (matching.next(), matching.next()) {
-                                (Some(user), None) => Attempt::Done(Some(user)),
-                                (None, _) => Attempt::Done(None),
-                                (Some(_), Some(_)) => {
-                                    Attempt::Retry(format!("meta listed user {name:?} twice"))
-                                }
-                            }
-                        }
-                        Err(reason) => Attempt::Retry(reason),
+                Ok(response)
+                    if matches!(response.status(), StatusCode::OK | StatusCode::NOT_FOUND) =>
+                {
+                    let status = response.status().as_u16();
+                    match read_body(response).map(|body| user_from_answer(status, &body, name)) {
+                        Ok(UserAnswer::Found(user)) => Attempt::Done(Some(user)),
+                        Ok(UserAnswer::Unknown) => Attempt::Done(None),
+                        Ok(UserAnswer::Unusable(reason)) | Err(reason) => Attempt::Retry(reason),
                     }
                 }
                 Ok(response) => self.unexpected("GET /user", response.status().as_u16()),
@@ -302,16 +278,66 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(
-    response: ureq::http::Response<ureq::Body>,
-) -> Result<T, String> {
-    let bytes = response
+/// What a `200` or `404` answer to `GET /user?name=NAME` says of NAME.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserAnswer {
+    Found(UserDoc),
+    /// The meta API's own `user not found`, or a list without the name.
+    Unknown,
+    /// Not an answer the meta API gives: worth another try; the reason is for the log.
+    Unusable(String),
+}
+
+/// Reads the body of a `200` or `404` answer to `GET /user?name=NAME`. Only the meta API's
+/// own `{"error":"user not found"}` makes a 404 mean unknown: a 404 from anything else (a
+/// wrong meta-addr) is unusable. A 200 lists users; the one named NAME is the answer, and a
+/// list naming it twice is unusable. Pure, for tests and fuzzing.
+pub fn user_from_answer(status: u16, body: &[u8], name: &str) -> UserAnswer {
+    match status {
+        404 => match serde_json::from_slice::<ErrorDoc>(body) {
+            Ok(doc) if doc.error == "user not found" => UserAnswer::Unknown,
+            _ => UserAnswer::Unusable(
+                "GET /user answered 404 without {\"error\":\"user not found\"}".to_string(),
+            ),
+        },
+        200 => match parse::<UsersDoc>(body) {
+            Ok(doc) => {
+                let mut matching = doc.users.into_iter().filter(|user| user.name == name);
+                match (matching.next(), matching.next()) {
+                    (Some(user), None) => UserAnswer::Found(user),
+                    (None, _) => UserAnswer::Unknown,
+                    (Some(_), Some(_)) => {
+                        UserAnswer::Unusable(format!("meta listed user {name:?} twice"))
+                    }
+                }
+            }
+            Err(reason) => UserAnswer::Unusable(reason),
+        },
+        other => UserAnswer::Unusable(format!("GET /user answered {other}")),
+    }
+}
+
+/// The roles of a `GET /role` answer whose `users` list holds `name`. Pure.
+pub fn roles_listing(body: &[u8], name: &str) -> Result<Vec<RoleDoc>, String> {
+    let doc = parse::<RolesDoc>(body)?;
+    Ok(doc
+        .roles
+        .into_iter()
+        .filter(|role| role.users.iter().any(|u| u == name))
+        .collect())
+}
+
+fn read_body(response: ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, String> {
+    response
         .into_body()
         .with_config()
         .limit(MAX_ANSWER)
         .read_to_vec()
-        .map_err(|error| format!("reading the answer: {error}"))?;
-    serde_json::from_slice(&bytes)
+        .map_err(|error| format!("reading the answer: {error}"))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body)
         .map_err(|error| format!("the answer is not the expected JSON: {error}"))
 }
 
@@ -347,5 +373,68 @@ impl std::fmt::Debug for MetaClient {
         f.debug_struct("MetaClient")
             .field("base", &self.base)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(status: u16, body: &str, expected: &str) {
+        let seen = match user_from_answer(status, body.as_bytes(), "alice") {
+            UserAnswer::Found(user) => format!("found {}", user.name),
+            UserAnswer::Unknown => "unknown".to_string(),
+            UserAnswer::Unusable(reason) => format!("unusable: {reason}"),
+        };
+        assert!(seen.starts_with(expected), "{status} {body}: {seen}");
+    }
+
+    #[test]
+    fn only_the_meta_apis_own_answers_name_or_deny_a_user() {
+        check(
+            200,
+            r#"{"users":[{"name":"alice","hash":"h"}]}"#,
+            "found alice",
+        );
+        check(200, r#"{"users":[{"name":"bob","hash":"h"}]}"#, "unknown");
+        check(200, r#"{"users":[]}"#, "unknown");
+        check(
+            200,
+            r#"{"users":[{"name":"alice"},{"name":"alice"}]}"#,
+            "unusable: meta listed user \"alice\" twice",
+        );
+        check(
+            200,
+            r#"{"users":[{"name":"alice","extra":1}],"more":true}"#,
+            "found alice",
+        );
+        check(
+            200,
+            "<html>",
+            "unusable: the answer is not the expected JSON",
+        );
+        check(404, r#"{"error":"user not found"}"#, "unknown");
+        check(
+            404,
+            r#"{"error":"not found"}"#,
+            "unusable: GET /user answered 404 without",
+        );
+        check(
+            404,
+            "404 page not found",
+            "unusable: GET /user answered 404 without",
+        );
+        check(500, "", "unusable: GET /user answered 500");
+    }
+
+    #[test]
+    fn roles_are_those_that_list_the_user() {
+        let body = br#"{"roles":[{"name":"a","users":["alice"]},{"name":"b","users":["bob"]},{"name":"c"}]}"#;
+        let roles = roles_listing(body, "alice").unwrap();
+        assert_eq!(
+            roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert!(roles_listing(b"{", "alice").is_err());
     }
 }
