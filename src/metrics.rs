@@ -67,11 +67,7 @@ impl Exposition {
         label: &str,
         samples: impl IntoIterator<Item = (&'a str, u64)>,
     ) -> &mut Self {
-        self.family(name, help, "counter");
-        for (value, count) in samples {
-            self.sample(name, label, value, count);
-        }
-        self
+        self.samples("counter", name, help, label, samples)
     }
 
     /// A family of gauges, one sample per label value (`label` empty: one sample).
@@ -82,11 +78,7 @@ impl Exposition {
         label: &str,
         samples: impl IntoIterator<Item = (&'a str, u64)>,
     ) -> &mut Self {
-        self.family(name, help, "gauge");
-        for (value, count) in samples {
-            self.sample(name, label, value, count);
-        }
-        self
+        self.samples("gauge", name, help, label, samples)
     }
 
     /// A histogram family: cumulative buckets, `+Inf`, sum in seconds and count.
@@ -109,6 +101,21 @@ impl Exposition {
 
     pub fn into_text(self) -> String {
         self.text
+    }
+
+    fn samples<'a>(
+        &mut self,
+        kind: &str,
+        name: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> &mut Self {
+        self.family(name, help, kind);
+        for (value, count) in samples {
+            self.sample(name, label, value, count);
+        }
+        self
     }
 
     fn family(&mut self, name: &str, help: &str, kind: &str) {

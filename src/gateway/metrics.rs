@@ -36,28 +36,29 @@ impl RequestStats {
     /// Counts a request: forwarded (whatever Kapacitor answered), or by the status of
     /// kapauth's own answer.
     pub fn count(&self, forwarded: bool, status: u16) {
-        let outcome = if forwarded {
-            "forwarded"
-        } else {
-            outcome_of(status)
-        };
-        let index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
+        let index = if forwarded { 0 } else { outcome_index(status) };
         self.outcomes[index].inc();
     }
 }
 
 /// The outcome of an answer kapauth wrote itself.
 pub fn outcome_of(status: u16) -> &'static str {
+    OUTCOMES[outcome_index(status)]
+}
+
+/// The place in `OUTCOMES` of an answer kapauth wrote itself, found without comparing
+/// names on every request.
+fn outcome_index(status: u16) -> usize {
     match status {
-        204 => "allowed",
-        401 => "unauthorized",
-        403 => "forbidden",
-        429 => "throttled",
-        503 => "unavailable",
-        502 | 504 => "upstream_error",
-        400 => "bad_request",
-        200 | 404 => "own_endpoint",
-        _ => "other",
+        204 => 1,
+        401 => 2,
+        403 => 3,
+        429 => 4,
+        503 => 5,
+        502 | 504 => 6,
+        400 => 7,
+        200 | 404 => 8,
+        _ => 9,
     }
 }
 
