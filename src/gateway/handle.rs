@@ -83,6 +83,9 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
     let split = split_target(&target);
     let (raw_path, raw_query) = target_parts(&target, &split);
     let mut forwarded = false;
+    // The target without `u` and `p`: what Kapacitor receives and what the access line logs,
+    // made once.
+    let forward_target = forward::forward_target(raw_path, raw_query);
     let response = match decide(
         gateway,
         &request.head,
@@ -94,7 +97,6 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
         // Every `Pass` is forwarded: the user's, a preflight's, and auth off's.
         Verdict::Forward(_pass) => {
             forwarded = true;
-            let forward_target = forward::forward_target(raw_path, raw_query);
             match forward::forward(&gateway.upstream, &mut request, &method, &forward_target) {
                 Ok(response) => response,
                 Err(error) => {
@@ -124,9 +126,10 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
             host: request.remote.ip(),
             start,
             method: original.as_ref().map_or(&method, |(method, _)| method),
-            uri: original
-                .as_ref()
-                .map_or_else(|| logged_uri(raw_path, raw_query), |(_, uri)| uri.clone()),
+            uri: match &original {
+                Some((_, uri)) => uri.clone(),
+                None => forward_target,
+            },
             protocol: request.head.version.as_str(),
             referer: request.head.fields.get_str("Referer").map(str::to_string),
             user_agent: request
