@@ -49,6 +49,9 @@ pub const META_LIVE_KEYS: &[&str] = &[
     "[meta] https-private-key",
 ];
 
+/// Why a reload that brings a certificate to a listener serving plain HTTP is refused.
+pub const PLAIN_LISTENER: &str = "the listener serves plain HTTP; turning HTTPS on needs a restart";
+
 /// Splits the changed keys into those applied now and those that wait for a restart.
 pub fn split_changes(changed: &[String], live: &[&str]) -> (Vec<String>, Vec<String>) {
     changed

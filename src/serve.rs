@@ -232,12 +232,20 @@ impl Running {
             },
             false => None,
         };
-        let replaced = [
-            gateway_tls.map(|tls| self.gateway_tls.replace(tls)),
-            meta_tls.and_then(|tls| self.meta_tls.as_ref().map(|live| live.replace(tls))),
+        // Checked before anything is replaced, so a refusal leaves every certificate as it was.
+        let replacements = [
+            gateway_tls.map(|tls| (&*self.gateway_tls, tls)),
+            meta_tls.and_then(|tls| self.meta_tls.as_deref().map(|live| (live, tls))),
         ];
-        if let Some(refused) = replaced.into_iter().flatten().find_map(Result::err) {
-            return lifecycle::reload_refused("gateway", refused);
+        if replacements
+            .iter()
+            .flatten()
+            .any(|(live, _)| !live.serves_https())
+        {
+            return lifecycle::reload_refused("gateway", lifecycle::PLAIN_LISTENER);
+        }
+        for (live, tls) in replacements.into_iter().flatten() {
+            live.replace(tls);
         }
         if let Some(authenticator) = &self.gateway.authenticator {
             authenticator.reconfigure(

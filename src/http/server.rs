@@ -128,16 +128,17 @@ impl Shutdown {
 pub struct LiveTls(RwLock<Option<Arc<ServerConfig>>>);
 
 impl LiveTls {
-    /// Puts `config` in force; refused for a listener that does not serve HTTPS, which only
-    /// a restart can change.
-    pub fn replace(&self, config: Arc<ServerConfig>) -> Result<(), &'static str> {
+    /// Whether the listener serves HTTPS; only a restart changes that.
+    pub fn serves_https(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// Puts `config` in force for a listener that serves HTTPS; a plain listener stays
+    /// plain (callers check `serves_https` first and refuse the reload).
+    pub fn replace(&self, config: Arc<ServerConfig>) {
         let mut current = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        match current.as_mut() {
-            Some(in_force) => {
-                *in_force = config;
-                Ok(())
-            }
-            None => Err("the listener serves plain HTTP; turning HTTPS on needs a restart"),
+        if let Some(in_force) = current.as_mut() {
+            *in_force = config;
         }
     }
 

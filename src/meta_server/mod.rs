@@ -314,7 +314,11 @@ fn reload(
         let built = http::tls::listener("meta", config.meta.tls.as_ref())
             .map_err(|error| error.to_string())
             .and_then(|config| match config {
-                Some(config) => tls.replace(config).map_err(str::to_string),
+                Some(config) if tls.serves_https() => {
+                    tls.replace(config);
+                    Ok(())
+                }
+                Some(_) => Err(lifecycle::PLAIN_LISTENER.to_string()),
                 None => Err("[meta] https-enabled is off in the new configuration; turning HTTPS off needs a restart".to_string()),
             });
         if let Err(error) = built {
