@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ring::hmac;
 use serde_json::json;
 use stack::{
-    ADMIN, ADMIN_PASSWORD, KAPACITOR, Stack, create_user, gateway_launch, meta_post, start_meta,
+    KAPACITOR, Stack, bootstrap_admin, create_user, gateway_launch, meta_post, start_meta,
 };
 use support::{Kapauth, Launch, Response, TempDir, basic, request};
 use tls_proxy::TlsProxy;
@@ -1415,16 +1415,7 @@ fn a_revocation_in_the_embedded_store_takes_effect_on_the_next_request() {
         .start();
     let meta = kapauth.addr_of("meta");
     let gateway = kapauth.addr_of("gateway");
-    let bootstrap = request(
-        meta,
-        "POST",
-        "/user",
-        &[],
-        json!({"action": "create", "user": {"name": ADMIN, "password": ADMIN_PASSWORD}})
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(bootstrap.status, 200, "{bootstrap:?}");
+    bootstrap_admin(meta);
     let get = |user: &str, password: &str| {
         request(
             gateway,

@@ -41,14 +41,7 @@ fn sigterm_stops_accepting_lets_the_request_in_flight_finish_and_exits_zero() {
         }
     });
     let dir = TempDir::new("sigterm");
-    let mut kapauth = Launch::serve()
-        .set("http.bind-address", "127.0.0.1:0")
-        .set("http.auth-enabled", "false")
-        .set("meta.bind-address", "127.0.0.1:0")
-        .set("meta.dir", dir.path())
-        .set("gateway.upstream", upstream.url())
-        .wait_for("gateway")
-        .start();
+    let mut kapauth = unchecked_gateway(&dir, &upstream).start();
     let gateway = kapauth.addr();
     let in_flight = thread::spawn(move || request(gateway, "GET", TASKS, &[], b""));
     assert_eq!(
@@ -94,14 +87,8 @@ fn a_request_outlasting_shutdown_timeout_is_abandoned_and_the_exit_is_still_zero
         let _ = connection.read_request();
     });
     let dir = TempDir::new("sigterm-timeout");
-    let mut kapauth = Launch::serve()
-        .set("http.bind-address", "127.0.0.1:0")
-        .set("http.auth-enabled", "false")
+    let mut kapauth = unchecked_gateway(&dir, &upstream)
         .set("http.shutdown-timeout", "300ms")
-        .set("meta.bind-address", "127.0.0.1:0")
-        .set("meta.dir", dir.path())
-        .set("gateway.upstream", upstream.url())
-        .wait_for("gateway")
         .start();
     let gateway = kapauth.addr();
     let _held = thread::spawn(move || support::try_request(gateway, "GET", TASKS, &[], b""));
@@ -239,6 +226,18 @@ fn sighup_applies_new_meta_credentials_keeps_the_cache_and_refuses_a_broken_file
         "{refused:?}"
     );
     assert_eq!(login(), 200);
+}
+
+/// The gateway with auth off in front of `upstream`, its embedded store in `dir`: what a
+/// stop does, without the meta API in the way.
+fn unchecked_gateway(dir: &TempDir, upstream: &RawUpstream) -> Launch {
+    Launch::serve()
+        .set("http.bind-address", "127.0.0.1:0")
+        .set("http.auth-enabled", "false")
+        .set("meta.bind-address", "127.0.0.1:0")
+        .set("meta.dir", dir.path())
+        .set("gateway.upstream", upstream.url())
+        .wait_for("gateway")
 }
 
 /// Sends SIGHUP and waits for the `count`-th reload line.

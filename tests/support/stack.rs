@@ -87,8 +87,14 @@ impl Stack {
 /// `kapauth meta` over `dir` with its administrator made by the bootstrap `create`.
 pub fn start_meta(dir: &TempDir) -> Kapauth {
     let meta = Launch::meta(&dir.join("meta")).start();
+    bootstrap_admin(meta.addr());
+    meta
+}
+
+/// The first user of an empty store, made without credentials: `ADMIN`, every permission.
+pub fn bootstrap_admin(meta: SocketAddr) {
     let response = request(
-        meta.addr(),
+        meta,
         "POST",
         "/user",
         &[],
@@ -97,7 +103,6 @@ pub fn start_meta(dir: &TempDir) -> Kapauth {
             .as_bytes(),
     );
     assert_eq!(response.status, 200, "bootstrap admin: {response:?}");
-    meta
 }
 
 /// `kapauth serve` in front of `echo`, asking the meta API at `meta` as the administrator.
