@@ -44,7 +44,8 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::json;
 
 use hostile::{
-    Endless, endless, poll_until, rss_kib, threads, unread_bytes_on_port, write_ignoring_close,
+    Endless, PidsLimit, endless, poll_until, rss_kib, threads, unread_bytes_on_port,
+    write_ignoring_close,
 };
 use raw_upstream::{RawUpstream, plain_answer};
 use stream_upstream::StreamUpstream;
@@ -544,6 +545,46 @@ fn a_fifth_connection_from_one_address_gets_503_while_another_address_is_still_s
     let other = keep_alive_health(v6(gateway));
     drop(other);
     drop(held);
+}
+
+/// Failure: a connection thread that cannot start (the host at its `pids.max` or
+/// `ulimit -u`). The listener's own thread ended, silently, and nothing was accepted again
+/// while the process lived. Now that connection gets a 503 and a logged reason, a
+/// connection that has its thread is still served, and once threads can start again both
+/// listeners serve new connections.
+#[test]
+fn a_connection_thread_that_cannot_start_gets_503_and_both_listeners_go_on_accepting() {
+    let served = serve(&[], &[]);
+    let limit = match PidsLimit::new(served.kapauth.pid()) {
+        Ok(limit) => limit,
+        Err(reason) if !running_as_root() => {
+            eprintln!("skipped: holding kapauth's threads needs a pids cgroup (root): {reason}");
+            return;
+        }
+        Err(reason) => panic!("no pids cgroup to hold kapauth in: {reason}"),
+    };
+    let (gateway, meta) = (served.gateway(), served.meta());
+    let mut kept = keep_alive_health(gateway);
+
+    limit.freeze();
+    for addr in [gateway, meta] {
+        assert_refused(
+            addr,
+            r#"{"error":"kapauth cannot start a thread; retry shortly"}"#,
+        );
+    }
+    served.kapauth.wait_for_log_lines(2, |line| {
+        line.contains(r#"msg="cannot start a connection thread""#)
+    });
+    kept.write(b"GET /kapauth/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write on the kept connection");
+    let response = kept.response().expect("the kept connection is answered");
+    assert_eq!((response.status, response.text()), (200, HEALTH_BODY));
+
+    limit.lift();
+    drop(keep_alive_health(gateway));
+    assert_eq!(request(meta, "GET", "/ping", &[], b"").status, 204);
+    drop(limit);
 }
 
 /// Attack: more open connections than the process can afford (descriptors, memory): beyond
@@ -2500,4 +2541,15 @@ fn v4(addr: SocketAddr) -> SocketAddr {
 /// `addr`'s port on [::1].
 fn v6(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+}
+
+/// Whether the tests run as root, read from `/proc/self/status` (its effective uid).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
 }

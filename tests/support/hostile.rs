@@ -2,12 +2,15 @@
 //! (SPEC §10): a request head that never ends, written from its own thread while the test
 //! waits for the answer; the resident memory and thread count of the kapauth process, read
 //! from `/proc/PID/status`; and a bounded poll for what has no signal of its own (a thread
-//! that has exited). Included by test files with `#[path = "support/hostile.rs"] mod
+//! that has exited); and a pids cgroup that holds the kapauth process at the number of
+//! threads it has, so its next thread cannot start. Included by test files with `#[path = "support/hostile.rs"] mod
 //! hostile;` beside `mod support;` and `mod wire;`.
 #![allow(dead_code)]
 
+use std::fs;
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -165,4 +168,68 @@ fn number(status: &str, field: &str) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// A pids cgroup of its own for one process (root only): while `freeze` holds, the
+/// process cannot start another thread (`clone` fails with `EAGAIN`), as on a host at its
+/// `pids.max` or `ulimit -u`. Dropping it moves the process back and removes the cgroup.
+pub struct PidsLimit {
+    dir: PathBuf,
+    parent: PathBuf,
+    pid: u32,
+}
+
+impl PidsLimit {
+    /// Moves `pid` into a new pids cgroup (cgroup v1's `pids` hierarchy or a v2 one with
+    /// the controller enabled); `Err` says why there is none to use here.
+    pub fn new(pid: u32) -> Result<PidsLimit, String> {
+        let mut reasons = Vec::new();
+        for parent in [
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/unified",
+            "/sys/fs/cgroup",
+        ] {
+            let parent = PathBuf::from(parent);
+            let dir = parent.join(format!("kapauth-test-{}-{pid}", std::process::id()));
+            if let Err(error) = fs::create_dir(&dir) {
+                reasons.push(format!("{}: {error}", dir.display()));
+                continue;
+            }
+            let limit = PidsLimit { dir, parent, pid };
+            if !limit.dir.join("pids.max").exists() {
+                reasons.push(format!("{}: no pids controller", limit.dir.display()));
+                continue;
+            }
+            match fs::write(limit.dir.join("cgroup.procs"), pid.to_string()) {
+                Ok(()) => return Ok(limit),
+                Err(error) => reasons.push(format!("{}: {error}", limit.dir.display())),
+            }
+        }
+        Err(reasons.join("; "))
+    }
+
+    /// Sets `pids.max` to the threads the process has now: the next one cannot start.
+    pub fn freeze(&self) {
+        let current = fs::read_to_string(self.dir.join("pids.current"))
+            .unwrap_or_else(|error| panic!("read {}/pids.current: {error}", self.dir.display()));
+        self.set_max(current.trim());
+    }
+
+    /// Lifts the limit: threads start again.
+    pub fn lift(&self) {
+        self.set_max("max");
+    }
+
+    fn set_max(&self, value: &str) {
+        fs::write(self.dir.join("pids.max"), value)
+            .unwrap_or_else(|error| panic!("write {}/pids.max: {error}", self.dir.display()));
+    }
+}
+
+impl Drop for PidsLimit {
+    fn drop(&mut self) {
+        // The process may have exited already; either way the cgroup must end up empty.
+        let _ = fs::write(self.parent.join("cgroup.procs"), self.pid.to_string());
+        let _ = fs::remove_dir(&self.dir);
+    }
 }
