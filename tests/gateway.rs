@@ -1983,7 +1983,7 @@ fn an_unread_chunked_body_is_never_parsed_as_the_next_request() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     stream.write_all(bytes.as_bytes()).unwrap();
-    // The connection closes after the last request's answer, which tiny_http writes after
+    // The connection closes after the last request's answer, which kapauth writes after
     // every earlier one: by then a smuggled request would have reached the upstream.
     let mut answers = Vec::new();
     let _ = stream.read_to_end(&mut answers);
