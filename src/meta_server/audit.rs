@@ -112,18 +112,7 @@ fn permissions(grants: &Grants) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn grants(pairs: &[(&str, &[&str])]) -> Grants {
-        pairs
-            .iter()
-            .map(|(scope, tokens)| {
-                (
-                    scope.to_string(),
-                    tokens.iter().map(|t| t.to_string()).collect(),
-                )
-            })
-            .collect()
-    }
+    use crate::meta_server::store::tests::grants;
 
     fn check(mutation: Mutation, expected: (&str, &str, &str, &[&str], &[&str])) {
         let change = describe(&mutation);

@@ -403,10 +403,11 @@ fn remove_grants(from: &mut Grants, removed: &Grants) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn grants(pairs: &[(&str, &[&str])]) -> Grants {
+    /// Grants from `(scope, tokens)` pairs; also used by `audit.rs`'s tests.
+    pub(in crate::meta_server) fn grants(pairs: &[(&str, &[&str])]) -> Grants {
         pairs
             .iter()
             .map(|(scope, tokens)| {
