@@ -10,6 +10,7 @@
 use serde_json::{Value, json};
 
 use crate::meta_api::PERMISSIONS;
+use crate::secret::SecretText;
 use crate::secret::password::Password;
 
 /// Users or roles.
@@ -109,8 +110,12 @@ pub enum Operation {
 pub enum Request {
     /// `GET /user` (with `GET /role` for the roles column) or `GET /role`.
     List(Kind),
-    /// A `POST` of `body`, JSON, to `path`.
-    Post { path: &'static str, body: String },
+    /// A `POST` of `body`, JSON, to `path`. The body may hold a password, so its `Debug`
+    /// prints `***`.
+    Post {
+        path: &'static str,
+        body: SecretText,
+    },
 }
 
 impl Operation {
@@ -171,7 +176,7 @@ impl Operation {
                 Kind::User => "/user",
                 Kind::Role => "/role",
             },
-            body: Value::Object(body).to_string(),
+            body: SecretText::new(Value::Object(body).to_string()),
         }
     }
 
@@ -315,7 +320,7 @@ mod tests {
                 None
             }
         };
-        let actual = actual.as_ref().map(|(path, body)| (*path, body.as_str()));
+        let actual = actual.as_ref().map(|(path, body)| (*path, body.expose()));
         assert_eq!(actual, expected, "{operation:?}");
         if let Some((_, body)) = expected {
             serde_json::from_str::<Value>(body).expect("every body is valid JSON");
@@ -352,7 +357,7 @@ mod tests {
         let Request::Post { body, .. } = tricky.request(Some(&password)) else {
             panic!("a create is a change");
         };
-        let body: Value = serde_json::from_str(&body).expect("valid JSON");
+        let body: Value = serde_json::from_str(body.expose()).expect("valid JSON");
         assert_eq!(body["user"]["name"], "a\"b\\c\n");
         assert_eq!(body["user"]["password"], "p\"w}");
     }

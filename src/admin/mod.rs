@@ -126,7 +126,7 @@ fn execute(invocation: &Invocation, config: &Config) -> Result<String, AdminErro
             Ok(table::roles(&roles.roles))
         }
         Request::Post { path, body } => {
-            meta.post(path, &body)
+            meta.post(path, body.expose())
                 .map_err(|f| failed("POST", path, f))?;
             Ok(format!("{}\n", operation.outcome()))
         }
