@@ -14,6 +14,7 @@ use crate::gateway::authenticate::{AuthError, MetaUser, Unavailable, grants_of};
 use crate::gateway::authorize::{self, Decision, Rule, rules};
 use crate::gateway::credentials::parse_credentials;
 use crate::gateway::forward::forward_target;
+use crate::gateway::handle::is_own_path;
 use crate::gateway::request_path::{canonical_path, split_target};
 use crate::gateway::respond::{self, Reply, go_quote};
 use crate::http::head::reason_phrase;
@@ -113,7 +114,7 @@ pub fn explain(
         }
     };
     out.item(&format!("canonical; decoded, the path is {}", shown(&path)));
-    if path == "/kapauth" || path.starts_with("/kapauth/") {
+    if is_own_path(&path) {
         out.item("kapauth answers its own /kapauth/ paths itself, without credentials; they never reach Kapacitor");
         return Ok(out.finish(Outcome::Allowed));
     }

@@ -71,7 +71,6 @@ struct Story {
 pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
     let started = Instant::now();
     let start = SystemTime::now();
-    let id = gateway.ids.next();
     let mut story = Story {
         user: "-".to_string(),
         reason: None,
@@ -114,6 +113,7 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
     let request_id = match response.fields.get_str("Request-Id") {
         Some(upstream_id) => upstream_id.to_string(),
         None => {
+            let id = gateway.ids.next();
             response.fields.push("Request-Id", id.as_bytes());
             id
         }
@@ -424,7 +424,7 @@ impl AccessLine<'_> {
 }
 
 /// Whether a decoded path is one of kapauth's own, which never reach Kapacitor (SPEC §6).
-fn is_own_path(path: &str) -> bool {
+pub(crate) fn is_own_path(path: &str) -> bool {
     path == "/kapauth" || path.starts_with("/kapauth/")
 }
 
