@@ -203,7 +203,10 @@ fn forward_auth(gateway: &Gateway, head: &RequestHead, remote: IpAddr, story: &m
     };
     let split = split_target(original.uri);
     let (raw_path, raw_query) = target_parts(original.uri, &split);
-    story.original = Some((original.method.to_string(), logged_uri(raw_path, raw_query)));
+    story.original = Some((
+        original.method.to_string(),
+        forward::forward_target(raw_path, raw_query),
+    ));
     let verdict = match canonical_request(split, story) {
         Err(reply) => Verdict::Answer(reply),
         Ok((path, _)) if is_own_path(&path) => {
@@ -439,13 +442,6 @@ fn target_parts<'a>(
         Ok((path, query)) => (path, *query),
         Err(_) => (target.split(['?', '#']).next().unwrap_or_default(), None),
     }
-}
-
-/// The request URI as logged: the path and the query without `u` and `p` (so never a
-/// password), as Kapacitor would route it; for a target that was refused, only what comes
-/// before a `?` or `#`.
-fn logged_uri(raw_path: &str, raw_query: Option<&str>) -> String {
-    forward::forward_target(raw_path, raw_query)
 }
 
 /// Request ids: a random per-process prefix and a counter, shaped like a UUID.
