@@ -131,7 +131,11 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
                 None => forward_target,
             },
             protocol: request.head.version.as_str(),
-            referer: request.head.fields.get_str("Referer").map(str::to_string),
+            referer: request
+                .head
+                .fields
+                .get_str("Referer")
+                .map(forward::logged_referer),
             user_agent: request
                 .head
                 .fields
