@@ -397,9 +397,12 @@ impl Authenticator {
                 .check_password(name, password)
                 .map_err(|Unavailable(reason)| AuthError::Unavailable(reason));
         }
-        self.stats.bcrypt_runs.inc();
         match verify_bcrypt(password, hash) {
-            Ok(valid) => Ok(valid),
+            Ok(valid) => {
+                self.stats.bcrypt_runs.inc();
+                Ok(valid)
+            }
+            // A malformed hash never reaches bcrypt: the decoy's run is the one counted.
             Err(_) => {
                 log::warn("meta returned a malformed password hash; login refused")
                     .field("user", name)
