@@ -623,7 +623,7 @@ fn refuse(shared: &Shared, stream: TcpStream, remote: SocketAddr, message: &str)
             *suppressed += 1;
         }
     }
-    if shared.tls.current().is_some() || stream.set_nonblocking(true).is_err() {
+    if shared.tls.serves_https() || stream.set_nonblocking(true).is_err() {
         return;
     }
     let mut out = Vec::with_capacity(256);
