@@ -200,13 +200,21 @@ impl Running {
     /// live (certificates, the meta client, authentication's settings, logging), and puts it
     /// in force only if all of it could be built. The cache is kept.
     fn reload(&self) {
-        let (effective, config) = match (self.reloader)() {
-            Ok(loaded) => loaded,
+        let effective = match (self.reloader)() {
+            Ok((effective, _)) => effective,
             Err(error) => return lifecycle::reload_refused("gateway", &error),
         };
         let mut in_force = self.in_force.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = in_force.changed(&effective);
         let (applied, restart) = lifecycle::split_changes(&changed, lifecycle::SERVE_LIVE_KEYS);
+        // What is built below is what will run: the live keys' new values, and the values in
+        // force of the keys that wait for a restart (a new meta-addr must not ride along
+        // with a new meta-password).
+        let next = in_force.with_applied(&effective, &applied);
+        let config = match next.build() {
+            Ok(config) => config,
+            Err(error) => return lifecycle::reload_refused("gateway", &error.to_string()),
+        };
         let touched = |prefix: &str| applied.iter().any(|key| key.starts_with(prefix));
         // Build first: nothing is replaced unless everything was built.
         let gateway_tls = match touched("[http] https-") {
@@ -261,7 +269,7 @@ impl Running {
             .shutdown_timeout
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = config.http.shutdown_timeout;
-        *in_force = effective;
+        *in_force = next;
         lifecycle::reloaded("gateway", &applied, &restart);
     }
 }

@@ -406,6 +406,11 @@ pub fn layer(settings: &[Setting]) -> Result<Effective, ConfigError> {
     Ok(Effective { entries })
 }
 
+/// A key as reloads and `check-config` name it: `[auth] meta-addr`.
+fn key_name(spec: &KeySpec) -> String {
+    format!("[{}] {}", spec.section, spec.key)
+}
+
 impl Effective {
     /// Checks the rules that span keys and builds the typed configuration.
     pub fn build(&self) -> Result<Config, ConfigError> {
@@ -480,8 +485,24 @@ impl Effective {
             .iter()
             .zip(&newer.entries)
             .filter(|((_, old, _), (_, new, _))| old != new)
-            .map(|((spec, _, _), _)| format!("[{}] {}", spec.section, spec.key))
+            .map(|((spec, _, _), _)| key_name(spec))
             .collect()
+    }
+
+    /// What is in force after a reload that applies `keys` (named as `changed` names them)
+    /// of `newer`: those keys take its values, and every other key keeps this one's until a
+    /// restart, so the next reload still names it and nothing is built from it.
+    pub fn with_applied(&self, newer: &Effective, keys: &[String]) -> Effective {
+        let entries = self
+            .entries
+            .iter()
+            .zip(&newer.entries)
+            .map(|(old, new)| match keys.contains(&key_name(old.0)) {
+                true => new.clone(),
+                false => old.clone(),
+            })
+            .collect();
+        Effective { entries }
     }
 
     /// The effective configuration as TOML, each line commented with its origin; secrets
@@ -922,6 +943,30 @@ mod tests {
             ["[auth] cache-expiration", "[auth] meta-password"]
         );
         assert!(old.changed(&old).is_empty());
+    }
+
+    #[test]
+    fn after_a_reload_only_the_applied_keys_take_their_new_values() {
+        let s = text_setting;
+        let old = layer(&[
+            s("auth", "meta-addr", "meta-a:8091"),
+            s("auth", "meta-username", "k"),
+            s("auth", "meta-password", "old-secret"),
+        ])
+        .unwrap();
+        let new = layer(&[
+            s("auth", "meta-addr", "meta-b:8091"),
+            s("auth", "meta-username", "k"),
+            s("auth", "meta-password", "new-secret"),
+        ])
+        .unwrap();
+        let applied = ["[auth] meta-password".to_string()];
+        let next = old.with_applied(&new, &applied);
+        let config = next.build().unwrap();
+        assert_eq!(config.auth.meta_addr, "meta-a:8091");
+        assert_eq!(config.auth.meta_password.expose(), "new-secret");
+        // The key that waits for a restart is still named by the next reload.
+        assert_eq!(next.changed(&new), ["[auth] meta-addr"]);
     }
 
     #[test]

@@ -303,13 +303,19 @@ fn reload(
     tls: &LiveTls,
     timeout: &Mutex<std::time::Duration>,
 ) {
-    let (effective, config) = match reloader() {
-        Ok(loaded) => loaded,
+    let effective = match reloader() {
+        Ok((effective, _)) => effective,
         Err(error) => return lifecycle::reload_refused("meta", &error),
     };
     let mut in_force = in_force.lock().unwrap_or_else(PoisonError::into_inner);
     let changed = in_force.changed(&effective);
     let (applied, restart) = lifecycle::split_changes(&changed, lifecycle::META_LIVE_KEYS);
+    // Built from the live keys' new values and the restart-only keys' values in force.
+    let next = in_force.with_applied(&effective, &applied);
+    let config = match next.build() {
+        Ok(config) => config,
+        Err(error) => return lifecycle::reload_refused("meta", &error.to_string()),
+    };
     if applied.iter().any(|key| key.starts_with("[meta] https-")) {
         let built = http::tls::listener("meta", config.meta.tls.as_ref())
             .map_err(|error| error.to_string())
@@ -319,14 +325,16 @@ fn reload(
                     Ok(())
                 }
                 Some(_) => Err(lifecycle::PLAIN_LISTENER.to_string()),
-                None => Err("[meta] https-enabled is off in the new configuration; turning HTTPS off needs a restart".to_string()),
+                // A plain listener stays plain: `https-enabled` waits for a restart, which
+                // the reload names, as `serve` does.
+                None => Ok(()),
             });
         if let Err(error) = built {
             return lifecycle::reload_refused("meta", &error);
         }
     }
     *timeout.lock().unwrap_or_else(PoisonError::into_inner) = config.http.shutdown_timeout;
-    *in_force = effective;
+    *in_force = next;
     lifecycle::reloaded("meta", &applied, &restart);
 }
 
