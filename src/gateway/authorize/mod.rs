@@ -10,6 +10,7 @@ pub mod grants;
 
 pub use grants::{Grants, Privilege, PrivilegeSet, Rule, RuleResource, database_resource, rules};
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// The outcome of an authorization step.
@@ -89,13 +90,16 @@ pub fn resource_for_path(decoded_path: &str) -> String {
         .strip_prefix(API_PREFIX)
         .unwrap_or(decoded_path);
     // Joined without a doubled `/`, so a path that is already clean stays on the fast path
-    // of `clean_rooted`; cleaning makes both joins the same.
+    // of `clean_rooted` and is returned as it is; cleaning makes both joins the same.
     let joined = if rest.starts_with('/') {
         format!("{API_RESOURCE}{rest}")
     } else {
         format!("{API_RESOURCE}/{rest}")
     };
-    clean_rooted(&joined)
+    match clean_rooted(&joined) {
+        Cow::Borrowed(_) => joined,
+        Cow::Owned(cleaned) => cleaned,
+    }
 }
 
 /// Kapacitor's walk: whether `grants` allow `privilege` on `resource`.
@@ -350,7 +354,7 @@ fn check_traced(
         return false;
     }
     let resource = clean_rooted(resource);
-    let mut candidate = resource.as_str();
+    let mut candidate: &str = &resource;
     loop {
         // Stop at the first entry: a parent never overrides a child (SPEC §2).
         if let Some(held) = grants.get(candidate) {
@@ -408,9 +412,9 @@ fn preview_rewrite(path: &str) -> Option<String> {
 
 /// Go's `path.Clean` for a path starting with `/`: empty and `.` segments go, `..` removes the
 /// segment before it (never above `/`), and no trailing slash is kept except for `/` itself.
-fn clean_rooted(path: &str) -> String {
+fn clean_rooted(path: &str) -> Cow<'_, str> {
     // Most resources are clean already (the gateway refuses `.`, `..` and `//` in paths):
-    // they are kept as they are, without splitting and joining them again.
+    // they are borrowed as they are, without splitting, joining or copying them.
     let clean = path == "/"
         || (path.starts_with('/')
             && !path.ends_with('/')
@@ -418,7 +422,7 @@ fn clean_rooted(path: &str) -> String {
                 .split('/')
                 .all(|segment| !matches!(segment, "" | "." | "..")));
     if clean {
-        return path.to_owned();
+        return Cow::Borrowed(path);
     }
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
@@ -430,7 +434,7 @@ fn clean_rooted(path: &str) -> String {
             other => segments.push(other),
         }
     }
-    format!("/{}", segments.join("/"))
+    Cow::Owned(format!("/{}", segments.join("/")))
 }
 
 /// The parent of a cleaned resource, as Go's `path.Dir`; `None` above `/`. Each parent is
