@@ -259,9 +259,11 @@ impl Authenticator {
         };
         let record = &found.entry.record;
         match found.leader_checked {
-            // This request led the lookup and already checked its password.
-            Some(true) => return Ok(Arc::clone(record)),
-            Some(false) => return Err(AuthError::Failed),
+            // This request led the lookup and already checked its password, or asked meta
+            // to and got no answer.
+            Some(Ok(true)) => return Ok(Arc::clone(record)),
+            Some(Ok(false)) => return Err(AuthError::Failed),
+            Some(Err(error)) => return Err(error),
             None => {}
         }
         if found
@@ -344,8 +346,13 @@ impl Authenticator {
         }
     }
 
-    /// Asks meta for `name`; with a password, also checks it (the second value says how).
-    fn look_up(&self, name: &str, password: Option<&Password>) -> (Outcome, Option<bool>) {
+    /// Asks meta for `name`; with a password, also checks it (the second value says how, or
+    /// why meta could not say).
+    fn look_up(
+        &self,
+        name: &str,
+        password: Option<&Password>,
+    ) -> (Outcome, Option<Result<bool, AuthError>>) {
         let live = self.live();
         let meta_user = match live.source.user(name) {
             Ok(Some(meta_user)) => meta_user,
@@ -366,11 +373,12 @@ impl Authenticator {
                         hash = hash_bcrypt(password, live.bcrypt_cost).unwrap_or_default();
                     }
                     verified = Some(Arc::new(self.proof_key.prove(name, password)));
-                    checked = Some(true);
+                    checked = Some(Ok(true));
                 }
-                Ok(false) => checked = Some(false),
-                // The record is good to cache; the caller checks the password again.
-                Err(_) => {}
+                Ok(false) => checked = Some(Ok(false)),
+                // The record is good to cache; this request answers with meta's failure
+                // rather than asking `/authorized` a second time.
+                Err(error) => checked = Some(Err(error)),
             }
         }
         let record = Arc::new(UserRecord {
@@ -437,7 +445,7 @@ impl Live {
 /// password against it.
 struct Found {
     entry: Entry,
-    leader_checked: Option<bool>,
+    leader_checked: Option<Result<bool, AuthError>>,
 }
 
 /// A bcrypt hash nobody's password matches, at the cost of the hashes meta serves (the
