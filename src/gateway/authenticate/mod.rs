@@ -627,6 +627,8 @@ mod tests {
         lookups: AtomicUsize,
         ldap_checks: AtomicUsize,
         down: Mutex<bool>,
+        /// `/authorized` gets no answer, while `/user` still does.
+        ldap_down: Mutex<bool>,
     }
 
     impl MetaSource for Counting {
@@ -648,6 +650,9 @@ mod tests {
 
         fn check_password(&self, _: &str, password: &Password) -> Result<bool, Unavailable> {
             self.ldap_checks.fetch_add(1, Ordering::SeqCst);
+            if *self.ldap_down.lock().unwrap() {
+                return Err(Unavailable("ldap down".to_string()));
+            }
             Ok(password.as_str() == "right")
         }
     }
@@ -663,6 +668,7 @@ mod tests {
             lookups: AtomicUsize::new(0),
             ldap_checks: AtomicUsize::new(0),
             down: Mutex::new(false),
+            ldap_down: Mutex::new(false),
         });
         let authenticator = Authenticator::new(
             source.clone(),
@@ -796,6 +802,17 @@ mod tests {
     }
 
     #[test]
+    fn an_ldap_check_meta_cannot_answer_is_asked_once_per_login() {
+        let (source, authenticator) = ldap_authenticator(Duration::from_secs(60), String::new());
+        *source.ldap_down.lock().unwrap() = true;
+        assert_eq!(
+            login(&authenticator, "alice", "right"),
+            Err(AuthError::Unavailable("ldap down".to_string()))
+        );
+        assert_eq!(source.ldap_checks.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn an_empty_password_fails_without_asking_meta_or_ldap() {
         let (source, authenticator) = ldap_authenticator(Duration::from_secs(60), String::new());
         assert_eq!(login(&authenticator, "alice", ""), Err(AuthError::Failed));
@@ -835,6 +852,7 @@ mod tests {
             lookups: AtomicUsize::new(0),
             ldap_checks: AtomicUsize::new(0),
             down: Mutex::new(false),
+            ldap_down: Mutex::new(false),
         });
         let mut settings = settings(Duration::from_secs(60));
         settings.throttle = Some(Budget {
