@@ -291,6 +291,10 @@ fn valid_hs256_and_hs512_bearer_tokens_reach_the_upstream_without_the_token() {
         assert_eq!(seen.target, TASKS);
         assert_eq!(seen.header("Authorization"), None);
     }
+    // The access line names the token's user.
+    stack.gateway.wait_for_log_lines(3, |line| {
+        line.contains(" username=johndoe ") && line.contains(" status=200 ")
+    });
     // A token carries no password, but the user's privileges still apply.
     stack.create_user("nobody", "x", &[]);
     let token = jwt(

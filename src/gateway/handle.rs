@@ -144,12 +144,13 @@ pub fn handle(gateway: &Gateway, mut request: Request<'_>) -> Delivered {
         });
     let delivered = request.respond(response);
     gateway.requests.count(forwarded, delivered.status());
-    gateway.requests.duration.observe(started.elapsed());
+    let elapsed = started.elapsed();
+    gateway.requests.duration.observe(elapsed);
     if let Some(error) = delivered.error() {
         story.reason = Some(format!("response not delivered: {error}"));
     }
     if let Some(line) = line {
-        line.emit(&story, delivered.status(), &request_id, started.elapsed());
+        line.emit(&story, delivered.status(), &request_id, elapsed);
     }
     delivered
 }
@@ -336,7 +337,10 @@ fn authenticate_and_authorize(
             return Verdict::Answer(respond::unauthorized(&error.to_string()));
         }
     };
-    story.user = record.name.clone();
+    // A password login's name is logged already; a token names its user only now.
+    if let Credentials::Bearer(_) = credentials {
+        story.user = record.name.clone();
+    }
     let db = raw_query.and_then(|query| query_value(query, "db"));
     match authorize::authorize_request(&record.grants, method, path, db.as_deref()) {
         Decision::Allow => Verdict::Forward(Pass::User(record.name.clone())),
