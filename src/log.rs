@@ -20,6 +20,9 @@ pub enum Level {
 #[must_use = "a log line does nothing until emitted"]
 pub struct Line {
     text: String,
+    /// Each value as written, before `push_value` escapes it: one buffer for the line's
+    /// fields instead of one per field.
+    scratch: String,
 }
 
 impl Line {
@@ -29,8 +32,10 @@ impl Line {
             Level::Warn => "warn",
             Level::Error => "error",
         };
+        // An access line is about 350 bytes: room for it from the start.
         let mut line = Line {
-            text: String::with_capacity(160),
+            text: String::with_capacity(512),
+            scratch: String::new(),
         };
         line.text.push_str("ts=");
         line.text.push_str(&rfc3339_millis(SystemTime::now()));
@@ -43,9 +48,9 @@ impl Line {
         self.text.push(' ');
         self.text.push_str(key);
         self.text.push('=');
-        let mut raw = String::new();
-        let _ = write!(raw, "{value}");
-        push_value(&mut self.text, &raw);
+        self.scratch.clear();
+        let _ = write!(self.scratch, "{value}");
+        push_value(&mut self.text, &self.scratch);
         self
     }
 
