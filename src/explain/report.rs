@@ -10,7 +10,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::gateway::authenticate::{AuthError, MetaUser, Unavailable, grants_of};
+use crate::gateway::authenticate::{
+    AuthError, Held, MetaUser, Origin, Unavailable, grants_of, permissions_held,
+};
 use crate::gateway::authorize::{self, Decision, Rule, rules};
 use crate::gateway::credentials::parse_credentials;
 use crate::gateway::forward::forward_target;
@@ -57,22 +59,6 @@ pub enum Outcome {
 pub struct Report {
     pub text: String,
     pub outcome: Outcome,
-}
-
-/// Where a user holds a permission: in its own document, or through a role that lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin<'a> {
-    Direct,
-    Role(&'a str),
-}
-
-/// One permission a user holds on one scope, and where.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Held<'a> {
-    pub origin: Origin<'a>,
-    /// A database name, or `""` for every database.
-    pub scope: &'a str,
-    pub permission: &'a str,
 }
 
 /// One row of SPEC §3's table applied to one held permission.
@@ -200,32 +186,10 @@ pub fn explain(
     })
 }
 
-/// The permissions that reach the user's grants, as `grants_of` merges them: the user's own,
-/// then, with `resolve_roles`, those of every role whose `users` list holds it.
+/// The permissions that reach the user's grants, from the gateway's own `permissions_held`,
+/// which `grants_of` merges.
 pub fn held_permissions(meta_user: &MetaUser, resolve_roles: bool) -> Vec<Held<'_>> {
-    let user = &meta_user.user;
-    let own = user
-        .permissions
-        .iter()
-        .map(|(scope, permissions)| (Origin::Direct, scope, permissions));
-    let from_roles = meta_user
-        .roles
-        .iter()
-        .filter(|role| resolve_roles && role.users.contains(&user.name))
-        .flat_map(|role| {
-            role.permissions
-                .iter()
-                .map(|(scope, permissions)| (Origin::Role(&role.name), scope, permissions))
-        });
-    own.chain(from_roles)
-        .flat_map(|(origin, scope, permissions)| {
-            permissions.iter().map(move |permission| Held {
-                origin,
-                scope,
-                permission,
-            })
-        })
-        .collect()
+    permissions_held(&meta_user.user, &meta_user.roles, resolve_roles).collect()
 }
 
 /// Resource → the rows of SPEC §3's table that wrote to it, and the permission each came from:

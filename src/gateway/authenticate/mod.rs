@@ -559,16 +559,55 @@ impl Drop for LookupSlot<'_> {
 /// The grants of a user: its own permissions and, with `resolve_roles`, those of every
 /// role whose `users` list holds it (SPEC §3). Independent of the order of anything.
 pub fn grants_of(user: &UserDoc, roles: &[RoleDoc], resolve_roles: bool) -> Grants {
-    let own = user.permissions.iter();
+    Grants::from_permissions(
+        permissions_held(user, roles, resolve_roles).map(|held| (held.scope, held.permission)),
+    )
+}
+
+/// Where a user holds a permission: in its own document, or through a role that lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    Direct,
+    Role(&'a str),
+}
+
+/// One permission a user holds on one scope, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held<'a> {
+    pub origin: Origin<'a>,
+    /// A database name, or `""` for every database.
+    pub scope: &'a str,
+    pub permission: &'a str,
+}
+
+/// Every permission that reaches `user`'s grants: its own, then, with `resolve_roles`, those
+/// of every role whose `users` list holds it. `grants_of` merges exactly these, and
+/// `kapauth explain` shows where each came from.
+pub fn permissions_held<'a>(
+    user: &'a UserDoc,
+    roles: &'a [RoleDoc],
+    resolve_roles: bool,
+) -> impl Iterator<Item = Held<'a>> {
+    let own = user
+        .permissions
+        .iter()
+        .map(|(scope, permissions)| (Origin::Direct, scope, permissions));
     let from_roles = roles
         .iter()
-        .filter(|role| resolve_roles && role.users.contains(&user.name))
-        .flat_map(|role| role.permissions.iter());
-    Grants::from_permissions(own.chain(from_roles).flat_map(|(scope, permissions)| {
-        permissions
-            .iter()
-            .map(move |permission| (scope.as_str(), permission.as_str()))
-    }))
+        .filter(move |role| resolve_roles && role.users.contains(&user.name))
+        .flat_map(|role| {
+            role.permissions
+                .iter()
+                .map(|(scope, permissions)| (Origin::Role(&role.name), scope, permissions))
+        });
+    own.chain(from_roles)
+        .flat_map(|(origin, scope, permissions)| {
+            permissions.iter().map(move |permission| Held {
+                origin,
+                scope,
+                permission,
+            })
+        })
 }
 
 #[cfg(test)]
