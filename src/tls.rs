@@ -77,6 +77,17 @@ pub fn meta_tls_config(tls: &MetaTls) -> Result<TlsConfig, TlsError> {
         .build())
 }
 
+/// The TLS problem of a failed request to meta, and the key to check, if TLS is what failed:
+/// for the gateway's log and the admin commands' errors alike.
+pub fn meta_tls_failure(error: &ureq::Error) -> Option<String> {
+    let tls = match error {
+        ureq::Error::Rustls(tls) => tls,
+        ureq::Error::Io(io) => io.get_ref()?.downcast_ref::<rustls::Error>()?,
+        _ => return None,
+    };
+    Some(meta_tls_problem(tls))
+}
+
 /// The TLS problem of a failed connection to meta, and the key to check, for the log.
 pub fn meta_tls_problem(error: &rustls::Error) -> String {
     use rustls::Error;

@@ -193,7 +193,12 @@ impl MetaHttp {
                     request.send(body.as_bytes())
                 }
             };
-            let response = result.map_err(|error| Failure::Unreachable(error.to_string()))?;
+            let response = result.map_err(|error| {
+                // A TLS failure names the key to fix, as the gateway's log does.
+                Failure::Unreachable(
+                    crate::tls::meta_tls_failure(&error).unwrap_or_else(|| error.to_string()),
+                )
+            })?;
             let status = response.status().as_u16();
             if status == 307 {
                 let location = response
@@ -213,12 +218,14 @@ impl MetaHttp {
                 .into_body()
                 .with_config()
                 .limit(MAX_ANSWER)
-                .read_to_vec()
-                .unwrap_or_default();
-            let message = match serde_json::from_slice::<ErrorDoc>(&bytes) {
-                Ok(doc) => doc.error,
-                Err(_) if bytes.is_empty() => "(no body)".to_string(),
-                Err(_) => format!("(not the meta API's {{\"error\":…}}) {}", quote(&bytes)),
+                .read_to_vec();
+            let message = match bytes {
+                Err(error) => format!("(the answer's body could not be read: {error})"),
+                Ok(bytes) => match serde_json::from_slice::<ErrorDoc>(&bytes) {
+                    Ok(doc) => doc.error,
+                    Err(_) if bytes.is_empty() => "(no body)".to_string(),
+                    Err(_) => format!("(not the meta API's {{\"error\":…}}) {}", quote(&bytes)),
+                },
             };
             return Err(Failure::Refused { status, message });
         }

@@ -346,15 +346,11 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 /// failure, however ureq carries it, names the problem and the key to check.
 fn classify(error: &ureq::Error) -> GetError {
     use GetError::{Fatal, Transient};
+    if let Some(problem) = crate::tls::meta_tls_failure(error) {
+        return Fatal(problem);
+    }
     match error {
-        ureq::Error::Rustls(tls) => Fatal(crate::tls::meta_tls_problem(tls)),
-        ureq::Error::Io(io) => match io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            Some(tls) => Fatal(crate::tls::meta_tls_problem(tls)),
-            None => Transient(format!("i/o error: {}", io.kind())),
-        },
+        ureq::Error::Io(io) => Transient(format!("i/o error: {}", io.kind())),
         ureq::Error::Tls(tls) => Fatal(format!("TLS to meta failed: {tls}")),
         ureq::Error::Timeout(timeout) => Transient(format!("timeout: {timeout:?}")),
         ureq::Error::HostNotFound => Transient("host not found".to_string()),
