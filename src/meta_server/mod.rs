@@ -63,7 +63,7 @@ pub struct MetaStats {
     /// Changes made, by action (`ACTIONS`).
     pub changes: [Counter; ACTIONS.len()],
     /// Changes asked for and not made: refused, invalid, failed.
-    pub rejected_changes: [Counter; 3],
+    pub rejected_changes: [Counter; REJECTED.len()],
     pub logins_ok: Counter,
     pub logins_failed: Counter,
     pub core: Arc<CoreStats>,
@@ -87,8 +87,9 @@ impl MetaStats {
                 "kapauth_meta_rejected_changes_total",
                 "Changes asked for and not made: refused (credentials, or the store), invalid (the body), failed (the disk).",
                 "outcome",
-                ["refused", "invalid", "failed"]
-                    .into_iter()
+                REJECTED
+                    .iter()
+                    .map(|outcome| outcome.word())
                     .zip(&self.rejected_changes)
                     .map(|(outcome, count)| (outcome, count.get())),
             )
@@ -110,21 +111,51 @@ impl MetaStats {
         exposition.into_text()
     }
 
-    /// Counts a change by its action word, or a rejected one by its outcome word.
-    pub fn count_change(&self, action: Option<&str>, outcome: &str) {
+    /// Counts a change made by its action word, or a rejected one by its outcome.
+    pub fn count_change(&self, action: Option<&str>, outcome: ChangeOutcome) {
         match (action, outcome) {
-            (Some(action), "ok") => {
+            (Some(action), ChangeOutcome::Made) => {
                 if let Some(index) = ACTIONS.iter().position(|known| *known == action) {
                     self.changes[index].inc();
                 }
             }
-            _ => {
-                let index = ["refused", "invalid", "failed"]
-                    .iter()
-                    .position(|known| outcome.starts_with(known))
-                    .unwrap_or(2);
-                self.rejected_changes[index].inc();
+            (None, ChangeOutcome::Made) => {}
+            (_, rejected) => {
+                if let Some(index) = REJECTED.iter().position(|known| *known == rejected) {
+                    self.rejected_changes[index].inc();
+                }
             }
+        }
+    }
+}
+
+/// What became of a change asked for: the first word of its audit line's outcome, and the
+/// label it is counted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    Made,
+    /// Credentials or the store refused it.
+    Refused,
+    /// Its body was not a valid action.
+    Invalid,
+    /// kapauth could not make it (hashing, the disk).
+    Failed,
+}
+
+/// The outcomes of `kapauth_meta_rejected_changes_total`, in the order they are written.
+const REJECTED: [ChangeOutcome; 3] = [
+    ChangeOutcome::Refused,
+    ChangeOutcome::Invalid,
+    ChangeOutcome::Failed,
+];
+
+impl ChangeOutcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            ChangeOutcome::Made => "ok",
+            ChangeOutcome::Refused => "refused",
+            ChangeOutcome::Invalid => "invalid",
+            ChangeOutcome::Failed => "failed",
         }
     }
 }

@@ -10,11 +10,11 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::MetaServer;
 use super::access::{Access, Need, Principal, Refusal, access};
 use super::actions::{Action, ActionError, Entity, action, first_user};
 use super::audit;
 use super::store::{State, StoreError};
+use super::{ChangeOutcome, MetaServer};
 use crate::http::{Body, Delivered, Fields, Request, RequestBody, Response};
 use crate::log;
 use crate::meta_api::{self, ClusterDoc, ErrorDoc, NodeDoc, RolesDoc, UsersDoc};
@@ -234,7 +234,8 @@ fn route(
                 &actor,
                 path,
                 None,
-                &format!("refused ({})", reply.status),
+                ChangeOutcome::Refused,
+                &format!("({})", reply.status),
             );
             reply
         }
@@ -353,7 +354,8 @@ fn change(
                 actor,
                 path,
                 None,
-                &format!("invalid ({})", reply.status),
+                ChangeOutcome::Invalid,
+                &format!("({})", reply.status),
             );
             return reply;
         }
@@ -365,17 +367,18 @@ fn change(
             actor,
             path,
             None,
-            "failed (500): cannot hash the password",
+            ChangeOutcome::Failed,
+            "(500): cannot hash the password",
         );
         return error(500, "cannot hash the password");
     };
     let described = audit::describe(&mutation);
-    let (reply, outcome) = match meta.mutate(&mutation) {
-        Ok(()) => (empty(200), "ok".to_string()),
+    let (reply, outcome, detail) = match meta.mutate(&mutation) {
+        Ok(()) => (empty(200), ChangeOutcome::Made, String::new()),
         Err(super::MutateError::Store(store_error)) => {
             let reply = store_reply(&store_error);
-            let outcome = format!("refused ({}): {store_error}", reply.status);
-            (reply, outcome)
+            let detail = format!("({}): {store_error}", reply.status);
+            (reply, ChangeOutcome::Refused, detail)
         }
         Err(super::MutateError::Disk(disk_error)) => {
             log::error("cannot save the meta store")
@@ -385,10 +388,10 @@ fn change(
                 500,
                 "the meta store could not be saved; the change was not made",
             );
-            (reply, "failed (500): not saved".to_string())
+            (reply, ChangeOutcome::Failed, "(500): not saved".to_string())
         }
     };
-    record(meta, actor, path, Some(&described), &outcome);
+    record(meta, actor, path, Some(&described), outcome, &detail);
     reply
 }
 
@@ -398,11 +401,16 @@ fn record(
     actor: &str,
     path: &str,
     change: Option<&audit::Change>,
-    outcome: &str,
+    outcome: ChangeOutcome,
+    detail: &str,
 ) {
     meta.stats
         .count_change(change.map(|change| change.action), outcome);
-    audit::emit(actor, path, change, outcome);
+    let outcome = match outcome {
+        ChangeOutcome::Made => outcome.word().to_string(),
+        rejected => format!("{} {detail}", rejected.word()),
+    };
+    audit::emit(actor, path, change, &outcome);
 }
 
 fn refused(refusal: &Refusal) -> Reply {
